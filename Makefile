@@ -1,0 +1,43 @@
+# make demo: create .venv, install, generate the built-in sample, convert it, print what was made.
+# make test: install the test extras, lint, type-check, run the whole suite (slow tests included).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# torch is pinned in the [torch] extra (the CPU wheel on these machines); ray comes with [ray].
+TEST_EXTRAS := test,torch,ray
+
+.PHONY: demo test install install-test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[$(TEST_EXTRAS)]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/mose-shards demo demo --videos 6 --frames 16
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-test
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+bench: install-test
+	$(BIN)/python benchmarks/convert.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""The conversion options: one frozen dataclass built at the edge (CLI or pipeline file)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .errors import ConfigError
+from .masks import DEFAULT_VOID_LABEL
+from .sources import Layout
+
+DEFAULT_SHARD_SIZE = 128 * 1000**2
+ON_ERROR = ("strict", "skip")
+EXECUTORS = ("local", "ray")
+
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}  # fmt: skip
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Everything `convert` needs; only `void_label`, `shard_size` and the layout shape the bytes."""
+
+    source: str
+    output: str
+    shard_size: int = DEFAULT_SHARD_SIZE
+    void_label: int | None = DEFAULT_VOID_LABEL
+    layout: Layout = field(default_factory=Layout)
+    splits: tuple[str, ...] | None = None
+    pipeline: str | None = None
+    workers: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
+    on_error: str = "strict"
+    overwrite: bool = False
+    dataset_card: bool = False
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.shard_size <= 0:
+            raise ConfigError(f"--shard-size must be positive, got {self.shard_size}")
+        if self.void_label is not None and not 0 < self.void_label < 256:
+            raise ConfigError(f"--void-label must be 1..255 or 'none', got {self.void_label}")
+        if self.on_error not in ON_ERROR:
+            raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+
+    def byte_options(self) -> dict[str, Any]:
+        """The options that decide the output bytes; a rerun must use the same ones."""
+        return {
+            "void_label": self.void_label,
+            "shard_size": self.shard_size,
+            "layout": [self.layout.images_dir, self.layout.masks_dir, self.layout.resolution],
+            "splits": list(self.splits) if self.splits else None,
+        }
+
+
+def parse_size(text: str | int) -> int:
+    """'128MB' -> 128000000, '1GiB' -> 1073741824, '5000' -> 5000."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in _UNITS:
+        raise ConfigError(f"not a byte size: {text!r} (examples: 128MB, 1GiB, 500000)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_void_label(text: str | int | None) -> int | None:
+    if text is None or (isinstance(text, str) and text.lower() == "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--void-label must be a number 1..255 or 'none', got {text!r}") from None
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def pipelines_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "pipelines", here.parent / "pipelines"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"pipelines/ not found next to {here}")
+
+
+def pipeline_names() -> list[str]:
+    return sorted(p.stem for p in pipelines_dir().glob("*.toml"))
+
+
+def load_pipeline(name: str) -> dict[str, Any]:
+    """The parsed pipeline file pipelines/<name>.toml; ConfigError listing the known names."""
+    path = pipelines_dir() / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(pipeline_names())}")
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def from_pipeline(name: str | None, source: str, output: str, **overrides: Any) -> ConvertConfig:
+    """A config from a pipeline's defaults, then the options the caller gave explicitly."""
+    base = ConvertConfig(source=source, output=output)
+    if name is not None:
+        spec = load_pipeline(name)
+        conv = spec.get("convert", {})
+        lay = spec.get("layout", {})
+        base = replace(
+            base,
+            pipeline=name,
+            layout=Layout(**{k: lay[k] for k in ("images_dir", "masks_dir", "resolution") if k in lay}),
+            shard_size=parse_size(conv.get("shard_size", base.shard_size)),
+            void_label=parse_void_label(conv.get("void_label", DEFAULT_VOID_LABEL)),
+            splits=tuple(conv["splits"]) if conv.get("splits") else None,
+        )
+    return replace(base, **overrides)

@@ -1,0 +1,178 @@
+"""plan -> tasks -> commit: the conversion of a raw tree into shards, tables and a manifest.
+
+The output folder holds `.mose-shards/plan.json` (the fingerprint of plan and options) and a done
+marker per finished shard, so a rerun after a kill does only what is missing and ends with the same
+bytes. The manifest is written last; until it exists nothing looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import manifest as manifest_mod
+from .config import ConvertConfig
+from .errors import ConfigError, LayoutError, OutputError, ProblemsError
+from .executors import Executor, make_executor
+from .plan import ShardPlan, fingerprint, plan_split
+from .sources import Split, discover
+from .storage import Store
+from .tasks import DONE_DIR, WORK_DIR, ShardResult, ShardTask, done_marker, run_shard
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = f"{WORK_DIR}/plan.json"
+OWNED = ("manifest.json", "README.md", "shards", "tables", WORK_DIR)  # what --overwrite may delete
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    manifest: dict[str, Any]
+    shards_written: int
+    shards_reused: int
+    seconds: float
+
+    @property
+    def videos(self) -> int:
+        return sum(s["videos"] for s in self.manifest["splits"].values())
+
+    @property
+    def frames(self) -> int:
+        return sum(s["frames"] for s in self.manifest["splits"].values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(sh["bytes"] for s in self.manifest["splits"].values() for sh in s["shards"])
+
+    @property
+    def skipped(self) -> int:
+        return sum(len(s["skipped"]) for s in self.manifest["splits"].values())
+
+
+Progress = Callable[[str, int, int], None]  # (event, done, total): "plan" / "frames"
+
+
+def convert(
+    config: ConvertConfig, *, progress: Progress | None = None, executor: Executor | None = None
+) -> ConvertResult:
+    """Convert `config.source` into `config.output`; raises MoseShardsError subclasses for bad input."""
+    started = time.monotonic()
+    notify = progress or (lambda *_: None)
+    store = Store(config.output, config.storage_options)
+    splits = _select(discover(config.source, config.storage_options, config.layout), config.splits)
+    skipped = _early_problems(splits, config.on_error)
+    plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
+    total = sum(p.frames for p in plans)
+    if _prepare(store, config, fingerprint(plans, config.byte_options())):
+        existing = manifest_mod.read(store.url)[1]
+        return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
+    results = _finished(store, plans)
+    notify("frames", sum(p.frames for p in plans if p.name in results), total)
+    tasks = [_task(config, p) for p in plans if p.name not in results]
+    runner = executor or make_executor(config.executor, config.workers, address=config.ray_address)
+    done_frames, errors = sum(p.frames for p in plans if p.name in results), []
+    frames_of = {p.name: p.frames for p in plans}
+    reused = len(results)
+    for result in runner.run(run_shard, tasks):
+        if result.errors:
+            errors += result.errors
+            continue
+        name = f"{result.split}-{result.index:06d}"
+        results[name] = result
+        done_frames += frames_of[name]
+        notify("frames", done_frames, total)
+    if errors:
+        raise ProblemsError(sorted(errors))
+    doc = manifest_mod.build(
+        source=config.source,
+        options={**config.byte_options(), "pipeline": config.pipeline},
+        results=results.values(),
+        skipped=skipped,
+        split_names=[s.name for s in splits],
+    )
+    if config.dataset_card:
+        from .card import write_card
+
+        write_card(store, doc)
+    manifest_mod.write(store, doc)
+    return ConvertResult(doc, len(plans) - reused, reused, time.monotonic() - started)
+
+
+def _select(splits: list[Split], wanted: tuple[str, ...] | None) -> list[Split]:
+    chosen = [s for s in splits if s.name in wanted] if wanted else splits
+    if not chosen or not any(s.videos or s.problems for s in chosen):
+        found = ", ".join(s.name for s in splits) or "none"
+        want = f" (wanted: {', '.join(wanted)})" if wanted else ""
+        raise LayoutError(f"no videos found in the source; splits found: {found}{want}")
+    return chosen
+
+
+def _early_problems(splits: list[Split], on_error: str) -> dict[str, list[dict[str, str]]]:
+    """Problems found while listing: fatal in strict mode, skipped videos otherwise."""
+    problems = [message for s in splits for _, message in s.problems]
+    if problems and on_error == "strict":
+        raise ProblemsError(problems)
+    skipped: dict[str, list[dict[str, str]]] = {}
+    for split in splits:
+        for video_id, message in split.problems:
+            skipped.setdefault(split.name, []).append({"video_id": video_id, "reason": message})
+    return skipped
+
+
+def _prepare(store: Store, config: ConvertConfig, digest: str) -> bool:
+    """Make the output ready; True when it already holds this very conversion, finished."""
+    if config.overwrite:
+        for name in OWNED:
+            store.delete(name, recursive=True)
+    recorded = _recorded_fingerprint(store)
+    if recorded is None:
+        if store.exists(manifest_mod.MANIFEST):
+            raise OutputError(f"{store.url}: holds a manifest without plan; use --overwrite to replace it")
+        stray = [n for n in store.listdir("") if n not in OWNED]
+        if stray:
+            raise OutputError(
+                f"{store.url}: not empty and not a mose-shards output ({', '.join(stray[:3])}); "
+                "choose an empty folder"
+            )
+        store.write(PLAN_FILE, json.dumps({"fingerprint": digest, "options": config.byte_options()}).encode())
+        return False
+    if recorded != digest:
+        raise ConfigError(
+            f"{store.url}: holds a conversion started with other input or options "
+            f"(shard size, void label, layout, splits); rerun with the same ones, or add --overwrite"
+        )
+    return store.exists(manifest_mod.MANIFEST)
+
+
+def _recorded_fingerprint(store: Store) -> str | None:
+    if not store.exists(PLAN_FILE):
+        return None
+    try:
+        return str(json.loads(store.read(PLAN_FILE))["fingerprint"])
+    except (ValueError, KeyError) as exc:
+        raise OutputError(f"{store.url_of(PLAN_FILE)}: damaged ({exc}); use --overwrite") from None
+
+
+def _finished(store: Store, plans: list[ShardPlan]) -> dict[str, ShardResult]:
+    """Shards a previous run finished: their done marker exists (it is written after the files)."""
+    names = set(store.listdir(DONE_DIR))
+    out = {}
+    for plan in plans:
+        if f"{plan.name}.json" in names:
+            out[plan.name] = ShardResult.from_json(store.read(done_marker(plan)))
+    return out
+
+
+def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
+    return ShardTask(
+        plan=plan,
+        source=config.source,
+        output=config.output,
+        void_label=config.void_label,
+        on_error=config.on_error,
+        storage_options=dict(config.storage_options),
+    )

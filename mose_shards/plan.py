@@ -1,0 +1,90 @@
+"""Videos -> shards: pure and deterministic, whole videos only, by estimated tar bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .masks import PLACEHOLDER_PNG
+from .records import sample_key
+from .schema import TABLES
+from .sources import Video
+from .writers import archive_overhead, member_cost
+
+JSON_ALLOWANCE = 512  # the .json member is well under one block plus the id
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One unit of work: the videos of one shard, in order."""
+
+    split: str
+    index: int
+    videos: tuple[Video, ...]
+    estimated_bytes: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:06d}"
+
+    @property
+    def shard_path(self) -> str:
+        return f"shards/{self.split}/{self.name}.tar"
+
+    def table_path(self, table: str) -> str:
+        return f"tables/{table}/{self.name}.parquet"
+
+    @property
+    def table_paths(self) -> dict[str, str]:
+        return {table: self.table_path(table) for table in TABLES}
+
+    @property
+    def frames(self) -> int:
+        return sum(len(v.frames) for v in self.videos)
+
+
+def video_cost(video: Video) -> int:
+    """Upper bound of the bytes a video takes in a shard."""
+    total = 0
+    for frame in video.frames:
+        key = sample_key(video.video_id, frame.name)
+        total += member_cost(f"{key}.jpg", frame.jpg.size)
+        total += member_cost(f"{key}.png", frame.png.size if frame.png else len(PLACEHOLDER_PNG))
+        total += member_cost(f"{key}.json", JSON_ALLOWANCE + 2 * len(video.video_id))
+    return total
+
+
+def plan_split(split: str, videos: Iterable[Video], shard_size: int) -> list[ShardPlan]:
+    """Fill shards in video-id order, starting a new one when the next video would pass the cap.
+
+    A video larger than the cap gets a shard of its own (a video never spans two shards).
+    """
+    plans: list[ShardPlan] = []
+    current: list[Video] = []
+    size = archive_overhead()
+    for video in sorted(videos, key=lambda v: v.video_id):
+        cost = video_cost(video)
+        if current and size + cost > shard_size:
+            plans.append(ShardPlan(split, len(plans), tuple(current), size))
+            current, size = [], archive_overhead()
+        current.append(video)
+        size += cost
+    if current:
+        plans.append(ShardPlan(split, len(plans), tuple(current), size))
+    return plans
+
+
+def fingerprint(plans: Iterable[ShardPlan], options: dict[str, Any]) -> str:
+    """A digest of the plan and of the options that shape the bytes: a rerun must match it."""
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    for plan in plans:
+        digest.update(f"\n{plan.name}".encode())
+        for video in plan.videos:
+            digest.update(f"|{video.video_id}".encode())
+            for frame in video.frames:
+                png = frame.png.size if frame.png else -1
+                digest.update(f",{frame.name}:{frame.jpg.size}:{png}".encode())
+    return digest.hexdigest()

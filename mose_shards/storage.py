@@ -1,0 +1,129 @@
+"""Storage through fsspec, in one place: local folders, memory://, s3://, gs://, http(s)://.
+
+`Store` is a folder (a root URL plus storage options) addressed by relative paths. Writes are atomic:
+locally a temporary name renamed into place, on object stores a single PUT (objects appear whole).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from .errors import OutputError
+
+StorageOptions = Mapping[str, Any]
+
+
+def url_to_fs(url: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> tuple[Any, str]:
+    """The fsspec filesystem and the path inside it for a URL or a local path."""
+    fs, path = fsspec.core.url_to_fs(os.fspath(url), **dict(storage_options or {}))
+    return fs, path
+
+
+def is_local(fs: Any) -> bool:
+    """True for the local filesystem, where renames are atomic."""
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL or path segments with '/', whatever the filesystem."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}" if part else out
+    return out
+
+
+class Store:
+    """A folder on any fsspec filesystem, read and written by relative path."""
+
+    def __init__(self, url: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> None:
+        self.url = os.fspath(url)
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = url_to_fs(self.url, self.storage_options)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def path(self, rel: str) -> str:
+        """The filesystem path of a relative path."""
+        return join(self.root, rel)
+
+    def url_of(self, rel: str) -> str:
+        """A URL (with protocol) for a relative path, for messages and for other readers."""
+        return join(self.url, rel)
+
+    @property
+    def local(self) -> bool:
+        return is_local(self.fs)
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self.path(rel)))
+
+    def read(self, rel: str) -> bytes:
+        """The whole file; OutputError naming it when it is missing."""
+        try:
+            data: bytes = self.fs.cat_file(self.path(rel))
+        except FileNotFoundError:
+            raise OutputError(f"{self.url_of(rel)}: file not found") from None
+        return data
+
+    def read_range(self, rel: str, start: int, size: int) -> bytes:
+        """`size` bytes from offset `start` (one ranged GET on object stores)."""
+        data: bytes = self.fs.cat_file(self.path(rel), start=start, end=start + size)
+        if len(data) != size:
+            raise OutputError(f"{self.url_of(rel)}: truncated, wanted {size} bytes at offset {start}")
+        return data
+
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self.path(rel)))
+
+    def open(self, rel: str, mode: str = "rb", **kwargs: Any) -> Any:
+        return self.fs.open(self.path(rel), mode, **kwargs)
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Write a whole file atomically."""
+        target = self.path(rel)
+        if self.local:
+            tmp = _local_tmp(target)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        else:
+            self.fs.pipe_file(target, data)
+
+    def upload(self, local_file: str | os.PathLike[str], rel: str) -> None:
+        """Move or copy a finished local file into place atomically; the local file is consumed."""
+        target = self.path(rel)
+        if self.local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local_file, target)
+        else:
+            self.fs.put_file(os.fspath(local_file), target)
+            os.unlink(local_file)
+
+    def delete(self, rel: str, recursive: bool = False) -> None:
+        path = self.path(rel)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=recursive)
+
+    def listdir(self, rel: str) -> list[str]:
+        """Names (not paths) of the entries of a folder; empty when it does not exist."""
+        path = self.path(rel)
+        if not self.fs.exists(path):
+            return []
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(path, detail=False))
+
+    def staging_dir(self) -> str | None:
+        """A local folder for temporary files next to the output when it is local (same device)."""
+        return self.path(".mose-shards/tmp") if self.local else None
+
+
+def _local_tmp(target: str) -> str:
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    return f"{target}.tmp-{uuid.uuid4().hex[:8]}"

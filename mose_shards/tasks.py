@@ -1,0 +1,157 @@
+"""One task = one shard: read its videos, write the tar and its four table parts, mark it done.
+
+A task is a plain picklable object, so any executor (a loop, a process pool, Ray) can run it. Files
+are staged locally and moved into place only when complete; the done marker is written last.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import DataError
+from .plan import ShardPlan
+from .records import VideoRecords, build_video
+from .schema import TABLES
+from .sources import SourceReader, Video
+from .storage import Store
+from .writers import ShardWriter, sha256_file, write_table
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = ".mose-shards"
+DONE_DIR = f"{WORK_DIR}/done"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    plan: ShardPlan
+    source: str
+    output: str
+    void_label: int | None
+    on_error: str = "strict"
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What the manifest needs to know of a finished shard (also its done marker's content)."""
+
+    split: str
+    index: int
+    path: str
+    bytes: int
+    sha256: str
+    samples: int
+    videos: int
+    annotated_frames: int
+    masks: int
+    tables: dict[str, str]
+    skipped: list[dict[str, str]]
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> builtins.bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: builtins.bytes) -> ShardResult:
+        return cls(**json.loads(data))
+
+
+def done_marker(plan: ShardPlan) -> str:
+    return f"{DONE_DIR}/{plan.name}.json"
+
+
+def run_shard(task: ShardTask) -> ShardResult:
+    """Build one shard; in strict mode a broken video fails the task with every problem found."""
+    store = Store(task.output, task.storage_options)
+    staging = store.staging_dir()
+    if staging:
+        os.makedirs(staging, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix=f"{task.plan.name}-", dir=staging)
+    try:
+        return _build(task, store, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _build(task: ShardTask, store: Store, workdir: str) -> ShardResult:
+    plan = task.plan
+    rows: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
+    skipped: list[dict[str, str]] = []
+    errors: list[str] = []
+    tar_path = os.path.join(workdir, "shard.tar")
+    with SourceReader(task.source, task.storage_options) as reader, ShardWriter(path=tar_path) as writer:
+        for video in plan.videos:
+            try:
+                records = _read_video(reader, video, task.void_label)
+            except DataError as exc:
+                if task.on_error == "strict":
+                    errors.append(str(exc))
+                else:
+                    skipped.append({"video_id": video.video_id, "reason": str(exc)})
+                continue
+            if errors:
+                continue  # strict mode keeps checking the rest, but writes nothing more
+            for key, members in records.samples:
+                writer.write(key, members)
+            _collect(rows, records, plan.shard_path)
+    if errors:
+        return _failed(plan, errors)
+    _fill_offsets(rows["frames"], writer.members)
+    for table in TABLES:
+        write_table(rows[table], table, os.path.join(workdir, f"{table}.parquet"))
+    result = ShardResult(
+        split=plan.split,
+        index=plan.index,
+        path=plan.shard_path,
+        bytes=os.path.getsize(tar_path),
+        sha256=sha256_file(tar_path),
+        samples=writer.samples,
+        videos=len(rows["videos"]),
+        annotated_frames=sum(1 for r in rows["frames"] if r["has_mask"]),
+        masks=len(rows["masks"]),
+        tables=plan.table_paths,
+        skipped=skipped,
+    )
+    store.upload(tar_path, plan.shard_path)
+    for table in TABLES:
+        store.upload(os.path.join(workdir, f"{table}.parquet"), plan.table_path(table))
+    store.write(done_marker(plan), result.to_json())
+    return result
+
+
+def _read_video(reader: SourceReader, video: Video, void_label: int | None) -> VideoRecords:
+    blobs = [f.jpg for f in video.frames] + [f.png for f in video.frames if f.png is not None]
+    try:
+        data = reader.read_many(blobs)
+    except OSError as exc:
+        raise DataError(f"{video.split}/{video.video_id}", f"unreadable ({exc})") from None
+    jpgs = data[: len(video.frames)]
+    it = iter(data[len(video.frames) :])
+    pngs = [next(it) if f.png is not None else None for f in video.frames]
+    return build_video(video, jpgs, pngs, void_label)
+
+
+def _collect(rows: dict[str, list[dict[str, Any]]], records: VideoRecords, shard: str) -> None:
+    rows["videos"].append({**records.video, "shard": shard})
+    rows["frames"] += [{**r, "shard": shard} for r in records.frames]
+    rows["masks"] += records.masks
+    rows["objects"] += records.objects
+
+
+def _fill_offsets(frames: list[dict[str, Any]], members: dict[tuple[str, str], tuple[int, int]]) -> None:
+    for row in frames:
+        for ext in ("jpg", "png", "json"):
+            offset, size = members[(row["key"], ext)]
+            row[f"{ext}_offset"], row[f"{ext}_size"] = offset, size
+
+
+def _failed(plan: ShardPlan, errors: list[str]) -> ShardResult:
+    return ShardResult(plan.split, plan.index, plan.shard_path, 0, "", 0, 0, 0, 0, {}, [], errors)

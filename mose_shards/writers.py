@@ -1,0 +1,87 @@
+"""The tar shard writer (webdataset's TarWriter, deterministic bytes) and the Parquet part writer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from .schema import table_schema
+
+MEMBERS = ("jpg", "json", "png")  # the members of every sample, in tar order (TarWriter sorts them)
+_HEADER = 512
+_RECORD = 20 * _HEADER  # tarfile pads the archive to whole records
+_LONG_NAME = 99  # longer member names cost a PAX header (two more blocks)
+
+
+class ShardWriter:
+    """Write one shard to a local file, with fixed mtime/owner/mode so equal input gives equal bytes.
+
+    After `close()`, `members` maps (key, ext) to the (offset, size) of the member's data in the tar.
+    """
+
+    def __init__(self, *, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file = open(self.path, "wb")  # noqa: SIM115 - owned by the writer, closed in close()
+        self._tar = wds.TarWriter(self._file, user="", group="", mode=0o444, mtime=0, encoder=False)
+        self.samples = 0
+        self.members: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def write(self, key: str, members: Mapping[str, bytes]) -> None:
+        self._tar.write({"__key__": key, **members})
+        self.samples += 1
+
+    def close(self) -> None:
+        self._tar.close()
+        self._file.close()
+        self.members = index_tar(self.path)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._file.closed:
+            self.close()
+
+
+def index_tar(path: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(key, ext) -> (data offset, size) for every member of a tar file, read from its headers."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    with tarfile.open(path, mode="r:") as archive:
+        for member in archive:
+            key, _, ext = member.name.rpartition(".")
+            out[(key, ext)] = (member.offset_data, member.size)
+    return out
+
+
+def member_cost(name: str, size: int) -> int:
+    """Bytes one member takes in a tar: header(s) plus data padded to a block."""
+    header = _HEADER + (2 * _HEADER if len(name) > _LONG_NAME else 0)
+    return header + -(-size // _HEADER) * _HEADER
+
+
+def archive_overhead() -> int:
+    """Upper bound of the bytes a tar adds at its end (two zero blocks, record padding)."""
+    return 2 * _HEADER + _RECORD
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], table: str, path: str | os.PathLike[str]) -> int:
+    """Write rows as one zstd Parquet file with the table's versioned schema; returns the row count."""
+    schema = table_schema(table)
+    arrow = pa.Table.from_pylist(list(rows), schema=schema)
+    pq.write_table(arrow, os.fspath(path), compression="zstd")
+    return arrow.num_rows
