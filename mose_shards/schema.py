@@ -72,3 +72,17 @@ def table_schema(name: str) -> pa.Schema:
 def schema_versions() -> dict[str, int]:
     """Table name -> schema version, as recorded in the manifest."""
     return {name: int(load_document(name)["version"]) for name in TABLES}
+
+
+def markdown() -> str:
+    """The README's column reference, generated from the schema files (a test keeps them in sync)."""
+    parts = []
+    for name in TABLES:
+        doc = load_document(name)
+        parts.append(f"**`{name}`** (schema v{doc['version']}): {doc['description']}\n")
+        parts.append("| column | type | meaning |\n| --- | --- | --- |")
+        for col in doc["fields"]:
+            null = ", nullable" if col["nullable"] else ""
+            parts.append(f"| `{col['name']}` | {col['type']}{null} | {col['description']} |")
+        parts.append("")
+    return "\n".join(parts)

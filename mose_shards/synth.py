@@ -30,27 +30,27 @@ DEFAULT_ANNOTATION = {"train": "all", "valid": "first", "test": "none"}
 CATEGORIES = ("person", "car", "dog", "sheep", "zebra", "bird", "horse", "cow", "fish", "boat")
 VOID = 255
 # Half-width ranges, as fractions of the short side, of the leaver, entrant, small object and crowd.
-_RADII = ((0.10, 0.14), (0.08, 0.12), (0.04, 0.05), (0.07, 0.10))
+_RADII = ((0.10, 0.14), (0.08, 0.12), (0.04, 0.05), (0.075, 0.11))
 
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """What to generate; see the module docstring. ``annotation`` maps split -> mode."""
+    """What to generate. Equal specs write byte-identical trees."""
 
-    videos: int = 4
-    frames: int = 12
+    videos: int = 4  # per split
+    frames: int = 12  # JPEGs per video
     size: tuple[int, int] = (320, 240)  # (width, height)
-    objects: tuple[int, int] = (1, 5)  # inclusive; at least 2 whenever the maximum allows
+    objects: tuple[int, int] = (1, 5)  # ids 1..N per video, N in this inclusive range, >= 2 if max allows
     seed: int = 0
     splits: tuple[str, ...] = ("train", "valid")
-    annotation: dict[str, str] | None = None
-    frame_name_start: int = 0
+    annotation: dict[str, str] | None = None  # split -> one of ANNOTATION_MODES; else DEFAULT_ANNOTATION
+    frame_name_start: int = 0  # frame i is named str(start + i * step).zfill(digits)
     frame_name_digits: int = 5
     frame_step: int = 1
-    categories: bool = False
+    categories: bool = False  # write a YouTube-VOS meta.json per split
     video_prefix: str = ""
     jpeg_quality: int = 90
-    void_border: bool = False
+    void_border: bool = False  # 255 (DAVIS void) on background pixels next to objects
 
     def __post_init__(self) -> None:
         lo, hi = self.objects
@@ -121,6 +121,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def generate(root: str | os.PathLike[str], *, spec: SynthSpec = SynthSpec()) -> Path:
     """Write the dataset under root (created if missing) and return root as a Path."""
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     for split in spec.splits:
         meta: dict[str, dict] = {}
@@ -130,7 +131,7 @@ def generate(root: str | os.PathLike[str], *, spec: SynthSpec = SynthSpec()) -> 
             meta[video_id] = {"objects": _write_video(root / split, video_id, video, spec, spec.mode(split))}
         if spec.categories:
             (root / split).mkdir(parents=True, exist_ok=True)
-            (root / split / "meta.json").write_text(json.dumps({"videos": meta}, indent=1) + "\n")
+            (root / split / "meta.json").write_text(json.dumps({"videos": meta}, indent=1) + "\n", "utf-8")
         logger.info("synth: wrote %d videos to %s (%s)", spec.videos, root / split, spec.mode(split))
     return root
 
