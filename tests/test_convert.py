@@ -31,6 +31,7 @@ def test_every_source_frame_appears_once_with_identical_bytes(
     for key, members in samples:
         assert sorted(members) == ["jpg", "json", "png"]
         meta = json.loads(members["json"])
+        assert key == f"{meta['video_id']}/{meta['frame_name']}"  # generated ids have no dots
         ident = (meta["video_id"], meta["frame_name"])
         assert ident not in seen, f"{ident} twice"
         seen[ident] = members
@@ -52,7 +53,7 @@ def test_videos_are_contiguous_ordered_and_never_span_shards(converted: Path) ->
         owner: dict[str, str] = {}
         for shard in entry["shards"]:
             previous = None
-            for key, members in all_samples_of(converted, shard["path"]):
+            for _key, members in all_samples_of(converted, shard["path"]):
                 meta = json.loads(members["json"])
                 video = meta["video_id"]
                 assert owner.setdefault(video, shard["path"]) == shard["path"], f"{video} spans shards"
