@@ -1,5 +1,66 @@
-"""mose-shards: VOS datasets (MOSE, DAVIS, YouTube-VOS) as WebDataset shards + Parquet, streamed."""
+"""mose-shards: VOS datasets (MOSE, DAVIS, YouTube-VOS) as WebDataset shards + Parquet, streamed.
+
+The public API. Names are imported on first use, so `import mose_shards` stays light (no pyarrow,
+no torch) until something is needed.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConvertConfig": "config",
+    "from_pipeline": "config",
+    "convert": "convert",
+    "ConvertResult": "convert",
+    "Layout": "sources",
+    "discover": "sources",
+    "SynthSpec": "synth",
+    "generate": "synth",
+    "ClipDataset": "loader",
+    "read_frame": "loader",
+    "MoseShardsError": "errors",
+    "LayoutError": "errors",
+    "DataError": "errors",
+    "ConfigError": "errors",
+    "OutputError": "errors",
+    "ProblemsError": "errors",
+    "MissingDependencyError": "errors",
+}
+
+__all__ = [  # the keys of _EXPORTS, spelled out for linters and IDEs (a test keeps them equal)
+    "__version__", "ConvertConfig", "from_pipeline", "convert", "ConvertResult", "Layout", "discover",
+    "SynthSpec", "generate", "ClipDataset", "read_frame", "MoseShardsError", "LayoutError", "DataError",
+    "ConfigError", "OutputError", "ProblemsError", "MissingDependencyError",
+]  # fmt: skip
+
+if TYPE_CHECKING:
+    from .config import ConvertConfig, from_pipeline
+    from .convert import ConvertResult, convert
+    from .errors import (
+        ConfigError,
+        DataError,
+        LayoutError,
+        MissingDependencyError,
+        MoseShardsError,
+        OutputError,
+        ProblemsError,
+    )
+    from .sources import Layout, discover
+    from .synth import SynthSpec, generate
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mose_shards' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -127,3 +127,17 @@ def test_info_on_a_folder_without_manifest(tmp_path: Path, capsys) -> None:
     """info on an unfinished or foreign folder says there is no manifest."""
     code, _, err = run(["info", str(tmp_path)], capsys)
     assert code == 1 and "no manifest" in err
+
+
+def test_public_api_is_lazy_and_complete() -> None:
+    """`import mose_shards` loads no pyarrow/torch; every name in __all__ resolves except the loader's."""
+    code = (
+        "import sys, mose_shards; heavy = [m for m in ('pyarrow', 'torch', 'ray') if m in sys.modules]; "
+        "print(heavy); print(sorted(set(mose_shards.__all__) ^ set(mose_shards._EXPORTS) ^ {'__version__'}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["[]", "[]"]
+    import mose_shards
+
+    for name in mose_shards.__all__:
+        assert getattr(mose_shards, name) is not None
