@@ -278,6 +278,76 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- stats ---------------------------------------------------------------------------------------
+
+
+def _register_stats(sub: Any) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="dataset statistics from the tables (MOSE-paper definitions)",
+        description="Per split: videos, frames, objects, masks, categories, durations, disappearance and "
+        "reappearance rates, mBOR, COCO object sizes, objects per video. Read from the Parquet tables "
+        "only (no shard, no mask decoded); definitions in the README, section Analytics.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mose-shards stats out/\n  mose-shards stats out/ --split train --json\n"
+        "  mose-shards stats s3://bucket/mose --plot charts/ --storage-option anon=true\n",
+    )
+    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
+    p.add_argument(
+        "--split", action="append", dest="splits", metavar="S", help="only this split (repeatable)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="DIR", help="also write PNG charts into the local folder DIR")
+    p.add_argument("--fps", type=float, help="frame rate for durations (default 6)")
+    add_storage_option(p)
+    p.set_defaults(func=cmd_stats)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from .stats import DEFAULT_FPS, compute, format_text
+
+    options = _storage_options(args.storage_option)
+    fps = DEFAULT_FPS if args.fps is None else args.fps
+    result = compute(args.output, options, splits=args.splits, fps=fps)
+    print(json.dumps(result, indent=2) if args.json else format_text(result))
+    if args.plot:
+        from .plots import write_plots
+
+        written = write_plots(args.output, args.plot, options, splits=args.splits)
+        print(f"wrote {len(written)} charts to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- query ---------------------------------------------------------------------------------------
+
+
+def _register_query(sub: Any) -> None:
+    p = sub.add_parser(
+        "query",
+        help="run SQL (DuckDB) over the tables",
+        description="Run one SQL statement with the views videos, frames, masks and objects (every split; "
+        "each has a split column) over the Parquet tables of OUT, local or any fsspec URL.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n  mose-shards query out/ "select split, count(*) from masks group by split"\n'
+        '  mose-shards query out/ "select * from objects where reappears" --format csv\n',
+    )
+    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
+    p.add_argument("sql", metavar="SQL")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    add_storage_option(p)
+    p.set_defaults(func=cmd_query)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from .query import format_result, query
+
+    table = query(args.output, args.sql, _storage_options(args.storage_option))
+    print(format_result(table, args.format))
+    return EXIT_OK
+
+
 DEMO_NEXT = """
 read it back (README, "Reading the output"):
   python -c "import webdataset as wds; \\
@@ -287,7 +357,13 @@ read it back (README, "Reading the output"):
     print(duckdb.sql(\\"select split, count(*) from '{out}/tables/frames/*.parquet' group by all\\"))"
 """
 
-COMMANDS: list[Callable[[Any], None]] = [_register_convert, _register_info, _register_demo]
+COMMANDS: list[Callable[[Any], None]] = [
+    _register_convert,
+    _register_info,
+    _register_demo,
+    _register_stats,
+    _register_query,
+]
 
 
 if __name__ == "__main__":
