@@ -184,11 +184,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 class _ProgressBar:
-    """A tqdm bar on stderr fed by convert's progress callback."""
+    """A tqdm bar on stderr fed by convert's progress callback (verify and export: `step`)."""
 
-    def __init__(self, disabled: bool) -> None:
+    def __init__(self, disabled: bool, desc: str = "convert", unit: str = "frame") -> None:
         self.disabled = disabled
+        self.desc, self.unit = desc, unit
         self.bar: Any = None
+
+    def step(self, done: int, total: int) -> None:
+        self.update(self.desc, done, total)
 
     def update(self, event: str, done: int, total: int) -> None:
         if self.disabled:
@@ -196,7 +200,7 @@ class _ProgressBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="frame", desc="convert", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
         self.bar.n = done
         self.bar.refresh()
 
@@ -348,13 +352,73 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- verify, export -------------------------------------------------------------------------------
+
+
+def _register_verify(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check an output against its manifest (local or URL)",
+        description="Recompute every shard's sha256, size and sample count against the manifest and check "
+        "that the Parquet tables point at the shards' members. Prints one line per damaged, truncated or "
+        "missing file; exits 1 when anything is wrong.",
+    )
+    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_storage_option(p)
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    with _ProgressBar(disabled=args.quiet, desc="verify", unit="shard") as bar:
+        report = verify(args.output, _storage_options(args.storage_option), progress=bar.step)
+    for line in report.problems:
+        print(f"mose-shards: error: {line}", file=sys.stderr)
+    if not report.ok:
+        print(f"mose-shards: {report.url}: {len(report.problems)} problem(s) found", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{report.url}: ok, {report.shards} shards, {report.samples} samples match the manifest")
+    return EXIT_OK
+
+
+def _register_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="restore the raw tree (JPEGImages/, Annotations/) from an output",
+        description="Write DEST/<split>/JPEGImages/<video>/<frame>.jpg and, for frames with a mask, "
+        "DEST/<split>/Annotations/<video>/<frame>.png, byte for byte as they were converted. "
+        "DEST (local or URL) must be empty or new.",
+    )
+    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
+    p.add_argument("dest", metavar="DEST", help="folder to write the raw tree into")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_storage_option(p)
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    options = _storage_options(args.storage_option)
+    with _ProgressBar(disabled=args.quiet, desc="export") as bar:
+        result = export(
+            args.output, args.dest, storage_options=options, dest_options=options, progress=bar.step
+        )
+    print(f"exported {result.videos} videos, {result.frames} frames, {result.masks} masks into {args.dest}")
+    return EXIT_OK
+
+
 DEMO_NEXT = """
-read it back (README, "Reading the output"):
+read it back (README, "Reading the output"), with the Python mose-shards is installed in
+(after `make demo`: source .venv/bin/activate):
   python -c "import webdataset as wds; \\
     print(next(iter(wds.WebDataset('{out}/shards/train/train-000000.tar', shardshuffle=False))).keys())"
   python -c "import pyarrow.dataset as ds; print(ds.dataset('{out}/tables/masks').to_table().slice(0, 3))"
   python -c "import duckdb; \\
     print(duckdb.sql(\\"select split, count(*) from '{out}/tables/frames/*.parquet' group by all\\"))"
+    (DuckDB: pip install 'mose-shards[query]')
 """
 
 COMMANDS: list[Callable[[Any], None]] = [
@@ -363,6 +427,8 @@ COMMANDS: list[Callable[[Any], None]] = [
     _register_demo,
     _register_stats,
     _register_query,
+    _register_verify,
+    _register_export,
 ]
 
 

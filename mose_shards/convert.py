@@ -3,6 +3,13 @@
 The output folder holds `.mose-shards/plan.json` (the fingerprint of plan and options) and a done
 marker per finished shard, so a rerun after a kill does only what is missing and ends with the same
 bytes. The manifest is written last; until it exists nothing looks finished.
+
+A strict run that meets bad input raises ProblemsError and writes no manifest. Shards finished before
+(or beside) the failing one keep their files and done markers: they are correct for this plan, and a
+rerun reuses them only when the plan fingerprint still matches. A failing shard never leaves a file
+in shards/ or tables/: it is staged in `.mose-shards/tmp` and moved into place only when complete.
+Under strict, a done shard that recorded skipped videos (from an earlier `--on-error skip` run) is
+built again, so its problems are reported instead of silently reused.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from .tasks import DONE_DIR, WORK_DIR, ShardResult, ShardTask, done_marker, run_
 log = logging.getLogger(__name__)
 
 PLAN_FILE = f"{WORK_DIR}/plan.json"
+TMP_DIR = f"{WORK_DIR}/tmp"  # Store.staging_dir(): tasks stage their files here
 OWNED = ("manifest.json", "README.md", "shards", "tables", WORK_DIR)  # what --overwrite may delete
 
 
@@ -70,7 +78,8 @@ def convert(
     if _prepare(store, config, fingerprint(plans, config.byte_options())):
         existing = manifest_mod.read(store.url)[1]
         return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
-    results = _finished(store, plans)
+    _clean_leftovers(store)
+    results = _finished(store, plans, strict=config.on_error == "strict")
     notify("frames", sum(p.frames for p in plans if p.name in results), total)
     tasks = [_task(config, p) for p in plans if p.name not in results]
     runner = executor or make_executor(config.executor, config.workers, address=config.ray_address)
@@ -140,30 +149,49 @@ def _prepare(store: Store, config: ConvertConfig, digest: str) -> bool:
             )
         store.write(PLAN_FILE, json.dumps({"fingerprint": digest, "options": config.byte_options()}).encode())
         return False
-    if recorded != digest:
-        raise ConfigError(
-            f"{store.url}: holds a conversion started with other input or options "
-            f"(shard size, void label, layout, splits); rerun with the same ones, or add --overwrite"
-        )
+    if recorded[0] != digest:
+        raise ConfigError(_mismatch(store, recorded[1], config.byte_options()))
     return store.exists(manifest_mod.MANIFEST)
 
 
-def _recorded_fingerprint(store: Store) -> str | None:
+def _mismatch(store: Store, before: dict[str, Any], now: dict[str, Any]) -> str:
+    changed = [f"{k} {before.get(k)!r} -> {now[k]!r}" for k in sorted(now) if before.get(k) != now[k]]
+    what = f"other options ({'; '.join(changed)})" if changed else "other input (the source changed since)"
+    return (
+        f"{store.url}: holds an unfinished conversion started with {what}; "
+        "rerun with the same input and options, or add --overwrite to start again"
+    )
+
+
+def _recorded_fingerprint(store: Store) -> tuple[str, dict[str, Any]] | None:
     if not store.exists(PLAN_FILE):
         return None
     try:
-        return str(json.loads(store.read(PLAN_FILE))["fingerprint"])
-    except (ValueError, KeyError) as exc:
+        doc = json.loads(store.read(PLAN_FILE))
+        return str(doc["fingerprint"]), dict(doc.get("options", {}))
+    except (ValueError, KeyError, TypeError) as exc:
         raise OutputError(f"{store.url_of(PLAN_FILE)}: damaged ({exc}); use --overwrite") from None
 
 
-def _finished(store: Store, plans: list[ShardPlan]) -> dict[str, ShardResult]:
+def _clean_leftovers(store: Store) -> None:
+    """Remove what a killed run left half-written: staging folders and atomic-write temporaries."""
+    store.delete(TMP_DIR, recursive=True)
+    for folder in ("", WORK_DIR, DONE_DIR):
+        for name in store.listdir(folder):
+            if ".tmp-" in name:
+                log.info("removing %s left by an interrupted run", name)
+                store.delete(f"{folder}/{name}" if folder else name)
+
+
+def _finished(store: Store, plans: list[ShardPlan], strict: bool) -> dict[str, ShardResult]:
     """Shards a previous run finished: their done marker exists (it is written after the files)."""
     names = set(store.listdir(DONE_DIR))
     out = {}
     for plan in plans:
         if f"{plan.name}.json" in names:
-            out[plan.name] = ShardResult.from_json(store.read(done_marker(plan)))
+            result = ShardResult.from_json(store.read(done_marker(plan)))
+            if not (strict and result.skipped):
+                out[plan.name] = result
     return out
 
 

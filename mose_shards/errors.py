@@ -23,6 +23,9 @@ class DataError(MoseShardsError, ValueError):
         self.path = path
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across worker processes
+        return (type(self), (self.path, self.problem))
+
 
 class ConfigError(MoseShardsError, ValueError):
     """Options that do not make sense (unknown pipeline, bad size, conflicting rerun)."""
@@ -40,6 +43,9 @@ class MissingDependencyError(MoseShardsError, ImportError):
         self.package = package
         self.extra = extra
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.package, self.extra))
+
 
 class ProblemsError(MoseShardsError, ValueError):
     """Several problems found at once: one line each, file first."""
@@ -49,3 +55,6 @@ class ProblemsError(MoseShardsError, ValueError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the source:"
         super().__init__("\n".join([head, *self.problems]))
+
+    def __reduce__(self) -> tuple[type, tuple[list[str]]]:
+        return (type(self), (self.problems,))

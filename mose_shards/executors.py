@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
@@ -26,23 +31,42 @@ class InlineExecutor:
 
 
 class ProcessExecutor:
-    """A pool of local processes (spawned, so no inherited threads or open clients)."""
+    """A pool of local processes (spawned, so no inherited threads or open clients).
+
+    At most `2 * workers` tasks are queued at a time, so memory stays flat and a kill loses little.
+    Workers die with the parent (Linux), so a `kill -9` of the command leaves no orphan still writing.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
-        pending = list(tasks)
+        pending = deque(tasks)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_die_with_parent)
+        try:
             running: set[Future[R]] = set()
             while pending or running:
-                # Keep a short queue so a kill loses little and memory stays flat.
                 while pending and len(running) < 2 * self.workers:
-                    running.add(pool.submit(fn, pending.pop(0)))
+                    running.add(pool.submit(fn, pending.popleft()))
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (PR_SET_PDEATHSIG); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def make_executor(kind: str, workers: int, **options: Any) -> Executor:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LayoutError
+from .errors import DataError, LayoutError
 from .storage import StorageOptions, is_local, url_to_fs
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,9 @@ def _group(
         if entry.blob is None:
             if len(rest) == 1:
                 dirs.add((split, kind, rest[0]))
+            elif len(rest) == 2:
+                where = f"{origin.rstrip('/')}/{entry.rel}"
+                problems.append((split, rest[0], f"{where}: a folder where a frame or mask file is expected"))
             continue
         if len(rest) != 2:
             hint = f"expected {parts[index]}/<video>/<frame> (a DAVIS tree needs --pipeline davis-2017)"
@@ -288,6 +291,18 @@ def _merge(splits: list[Split]) -> list[Split]:
     return [by_name[n] for n in sorted(by_name)]
 
 
+def _unreadable(blob: Blob, exc: BaseException) -> DataError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    return DataError(str(blob), f"unreadable ({reason})")
+
+
+def _checked(blob: Blob, data: bytes) -> bytes:
+    """The bytes read, when they are as many as listed (a file that shrank since listing is named)."""
+    if len(data) != blob.size:
+        raise DataError(str(blob), f"changed while converting: listed {blob.size} bytes, read {len(data)}")
+    return data
+
+
 class SourceReader:
     """Reads blobs: local files and archives through one open handle each, remote ones by ranged GETs."""
 
@@ -297,24 +312,30 @@ class SourceReader:
         self._handles: dict[str, Any] = {}
 
     def read_many(self, blobs: list[Blob]) -> list[bytes]:
-        """The bytes of each blob, in order (concurrent requests on object stores)."""
+        """The bytes of each blob, in order (concurrent requests on object stores); DataError naming an
+        unreadable blob."""
         if self._local:
             return [self._read_local(b) for b in blobs]
         starts = [b.offset or 0 for b in blobs]
         ends = [(b.offset or 0) + b.size for b in blobs]
-        data: list[bytes] = self.fs.cat_ranges([b.path for b in blobs], starts, ends)
-        return data
+        data = self.fs.cat_ranges([b.path for b in blobs], starts, ends, on_error="return")
+        for blob, item in zip(blobs, data, strict=True):
+            if isinstance(item, Exception):
+                raise _unreadable(blob, item)
+        return [_checked(blob, item) for blob, item in zip(blobs, data, strict=True)]
 
     def _read_local(self, blob: Blob) -> bytes:
-        if blob.offset is None:
-            with open(blob.path, "rb") as fh:
-                return fh.read()
-        handle = self._handles.get(blob.path)
-        if handle is None:
-            handle = self._handles[blob.path] = open(blob.path, "rb")  # noqa: SIM115 - kept open, closed in close()
-        handle.seek(blob.offset)
-        data: bytes = handle.read(blob.size)
-        return data
+        try:
+            if blob.offset is None:
+                with open(blob.path, "rb") as fh:
+                    return _checked(blob, fh.read())
+            handle = self._handles.get(blob.path)
+            if handle is None:
+                handle = self._handles[blob.path] = open(blob.path, "rb")  # noqa: SIM115 - closed in close()
+            handle.seek(blob.offset)
+            return _checked(blob, handle.read(blob.size))
+        except OSError as exc:
+            raise _unreadable(blob, exc) from None
 
     def close(self) -> None:
         for handle in self._handles.values():

@@ -129,10 +129,7 @@ def _build(task: ShardTask, store: Store, workdir: str) -> ShardResult:
 
 def _read_video(reader: SourceReader, video: Video, void_label: int | None) -> VideoRecords:
     blobs = [f.jpg for f in video.frames] + [f.png for f in video.frames if f.png is not None]
-    try:
-        data = reader.read_many(blobs)
-    except OSError as exc:
-        raise DataError(f"{video.split}/{video.video_id}", f"unreadable ({exc})") from None
+    data = reader.read_many(blobs)  # DataError naming the file that cannot be read
     jpgs = data[: len(video.frames)]
     it = iter(data[len(video.frames) :])
     pngs = [next(it) if f.png is not None else None for f in video.frames]

@@ -1,0 +1,108 @@
+"""Restore the raw tree from an output: `DEST/<split>/JPEGImages/<video>/<frame>.jpg` and
+`DEST/<split>/Annotations/<video>/<frame>.png` (only where the frame has a mask), byte for byte.
+
+Each shard is streamed once; a sample's `.json` member says where its files go. Names taken from a
+shard are checked to be single path components, so a crafted shard cannot write outside DEST.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import manifest as manifest_mod
+from .errors import OutputError
+from .storage import StorageOptions, Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (frames exported, total)
+IMAGES_DIR, MASKS_DIR = "JPEGImages", "Annotations"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    frames: int
+    masks: int
+    videos: int
+
+
+def export(
+    url: str,
+    dest: str,
+    *,
+    storage_options: StorageOptions | None = None,
+    dest_options: StorageOptions | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write the raw tree of the output at `url` into `dest` (local or URL), which must be empty."""
+    store, doc = manifest_mod.read(url, storage_options)
+    target = Store(dest, dest_options)
+    if target.listdir(""):
+        raise OutputError(f"{target.url}: not empty; export into an empty or new folder")
+    total = sum(split["frames"] for split in doc["splits"].values())
+    frames = masks = 0
+    videos: set[tuple[str, str]] = set()
+    for split in doc["splits"].values():
+        for shard in split["shards"]:
+            for info, members in _samples(store, shard["path"]):
+                frames, masks = frames + 1, masks + _write_sample(target, info, members)
+                videos.add((info["split"], info["video_id"]))
+                if progress:
+                    progress(frames, total)
+    return ExportResult(frames=frames, masks=masks, videos=len(videos))
+
+
+def _samples(store: Store, path: str) -> Iterator[tuple[dict[str, Any], dict[str, bytes]]]:
+    """(parsed .json, {ext: bytes}) per sample of one shard, in tar order."""
+    where = store.url_of(path)
+    key: str | None = None
+    members: dict[str, bytes] = {}
+    try:
+        with store.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
+            for member in archive:
+                name, _, ext = member.name.rpartition(".")
+                if name != key and members:
+                    yield _parsed(where, key, members), members
+                    members = {}
+                key = name
+                handle = archive.extractfile(member)
+                if handle is None:
+                    raise OutputError(f"{where}: member {member.name} is not a regular file")
+                members[ext] = handle.read()
+    except (tarfile.TarError, EOFError) as exc:
+        raise OutputError(f"{where}: not a readable tar ({exc}); run mose-shards verify") from None
+    if members:
+        yield _parsed(where, key, members), members
+
+
+def _parsed(where: str, key: str | None, members: dict[str, bytes]) -> dict[str, Any]:
+    if set(members) != {"jpg", "png", "json"}:
+        raise OutputError(f"{where}: sample {key} has members {sorted(members)}; run mose-shards verify")
+    try:
+        info: dict[str, Any] = json.loads(members["json"])
+        for field in ("split", "video_id", "frame_name"):
+            _safe_name(str(info[field]), f"{where}: sample {key}")
+    except (ValueError, KeyError) as exc:
+        raise OutputError(f"{where}: sample {key} has a broken .json member ({exc})") from None
+    return info
+
+
+def _safe_name(name: str, where: str) -> None:
+    """A single path component: a shard must not make us write outside DEST."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise OutputError(f"{where}: {name!r} would escape the export folder")
+
+
+def _write_sample(target: Store, info: dict[str, Any], members: dict[str, bytes]) -> int:
+    """Write one frame (and its mask when it has one); returns the number of masks written."""
+    split, video, frame = info["split"], info["video_id"], info["frame_name"]
+    target.write(f"{split}/{IMAGES_DIR}/{video}/{frame}.jpg", members["jpg"])
+    if not info.get("has_mask"):
+        return 0  # the .png member is the 1x1 placeholder, not part of the source
+    target.write(f"{split}/{MASKS_DIR}/{video}/{frame}.png", members["png"])
+    return 1

@@ -1,0 +1,178 @@
+"""Check an output against its manifest: every shard's size, sha256 and samples; tables vs shards.
+
+Each shard is read once, as a stream: the bytes feed the sha256 and a tar header parser together, so
+verifying an output on object storage costs one sequential GET per file. Every problem is one line
+naming the file; nothing stops at the first one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import manifest as manifest_mod
+from .schema import TABLES
+from .storage import StorageOptions, Store
+from .writers import MEMBERS
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (shards checked, total)
+MemberIndex = dict[tuple[str, str], tuple[int, int]]  # (key, ext) -> (data offset, size)
+
+
+@dataclass
+class VerifyReport:
+    """What was checked, and one line per problem (empty when the output is sound)."""
+
+    url: str
+    shards: int = 0
+    samples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(
+    url: str, storage_options: StorageOptions | None = None, *, progress: Progress | None = None
+) -> VerifyReport:
+    """Check every shard and table part listed in the manifest at `url`."""
+    store, doc = manifest_mod.read(url, storage_options)
+    report = VerifyReport(store.url)
+    entries = [
+        (split, shard, i) for split in doc["splits"].values() for i, shard in enumerate(split["shards"])
+    ]
+    for done, (split, shard, position) in enumerate(entries, start=1):
+        index = _check_shard(store, shard, report)
+        if index is not None:
+            tables = {table: split["tables"][table][position] for table in TABLES}
+            _check_tables(store, shard, tables, index, report)
+        report.shards += 1
+        if progress:
+            progress(done, len(entries))
+    return report
+
+
+def _check_shard(store: Store, shard: dict[str, Any], report: VerifyReport) -> MemberIndex | None:
+    """Size, sha256 and sample count of one shard; its member index when it is sound."""
+    path = shard["path"]
+    where = store.url_of(path)
+    if not store.exists(path):
+        report.problems.append(f"{where}: missing")
+        return None
+    size = store.size(path)
+    if size != shard["bytes"]:
+        kind = "truncated" if size < shard["bytes"] else "longer than expected"
+        report.problems.append(f"{where}: {kind}: {size} bytes, the manifest says {shard['bytes']}")
+        return None
+    try:
+        digest, index = _hash_and_index(store, path)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        report.problems.append(f"{where}: not a readable tar ({exc})")
+        return None
+    if digest != shard["sha256"]:
+        report.problems.append(
+            f"{where}: damaged: sha256 {digest[:12]}…, the manifest says {shard['sha256'][:12]}…"
+        )
+        return None
+    samples = _count_samples(index, where, report)
+    report.samples += samples
+    if samples != shard["samples"]:
+        report.problems.append(f"{where}: {samples} samples, the manifest says {shard['samples']}")
+    return index
+
+
+class _HashingReader:
+    """A read-only stream that hashes every byte read through it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.raw.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _hash_and_index(store: Store, path: str) -> tuple[str, MemberIndex]:
+    index: MemberIndex = {}
+    with store.open(path, "rb") as raw:
+        reader = _HashingReader(raw)
+        with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
+            for member in archive:
+                key, _, ext = member.name.rpartition(".")
+                index[(key, ext)] = (member.offset_data, member.size)
+        while reader.read(1 << 20):  # the end-of-archive padding the parser did not need
+            pass
+    return reader.digest.hexdigest(), index
+
+
+def _count_samples(index: MemberIndex, where: str, report: VerifyReport) -> int:
+    keys: dict[str, set[str]] = {}
+    for key, ext in index:
+        keys.setdefault(key, set()).add(ext)
+    for key, exts in sorted(keys.items()):
+        if exts != set(MEMBERS):
+            report.problems.append(
+                f"{where}: sample {key} has members {sorted(exts)}, expected {list(MEMBERS)}"
+            )
+    return len(keys)
+
+
+def _check_tables(
+    store: Store, shard: dict[str, Any], tables: dict[str, str], index: MemberIndex, report: VerifyReport
+) -> None:
+    """Each table part is readable; the frames rows match the shard's members one for one."""
+    parts = {table: _read_part(store, rel, report) for table, rel in tables.items()}
+    frames, videos = parts["frames"], parts["videos"]
+    if videos is not None and videos.num_rows != shard["videos"]:
+        where = store.url_of(tables["videos"])
+        report.problems.append(f"{where}: {videos.num_rows} rows, the manifest says {shard['videos']} videos")
+    if frames is not None:
+        _check_frames(store.url_of(tables["frames"]), frames.to_pylist(), index, shard["path"], report)
+
+
+def _read_part(store: Store, rel: str, report: VerifyReport) -> pa.Table | None:
+    where = store.url_of(rel)
+    if not store.exists(rel):
+        report.problems.append(f"{where}: missing")
+        return None
+    try:
+        # From bytes, not a Python file object: pyarrow's threads reading through a Python file
+        # sometimes abort the interpreter at exit ("terminate called without an active exception").
+        return pq.read_table(pa.BufferReader(store.read(rel)))
+    except (pa.ArrowException, OSError) as exc:
+        report.problems.append(f"{where}: not a readable Parquet file ({exc})")
+        return None
+
+
+def _check_frames(
+    where: str, rows: list[dict[str, Any]], index: MemberIndex, shard: str, report: VerifyReport
+) -> None:
+    keys = {key for key, _ in index}
+    if len(rows) != len(keys):
+        report.problems.append(f"{where}: {len(rows)} rows, the shard {shard} has {len(keys)} samples")
+    wrong = 0
+    for row in rows:
+        for ext in MEMBERS:
+            if (
+                index.get((row["key"], ext)) != (row[f"{ext}_offset"], row[f"{ext}_size"])
+                or row["shard"] != shard
+            ):
+                wrong += 1
+                if wrong == 1:
+                    report.problems.append(
+                        f"{where}: row {row['key']} .{ext} does not match the member at its offset in {shard}"
+                    )
+    if wrong > 1:
+        report.problems.append(f"{where}: {wrong} member references in all do not match {shard}")
