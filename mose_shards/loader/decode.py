@@ -1,0 +1,28 @@
+"""Member bytes -> arrays: RGB frames and object-id masks (None for a frame without a mask)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..masks import decode_mask
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """A JPEG -> HxWx3 uint8."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def decode_frame_mask(data: bytes, has_mask: bool) -> np.ndarray | None:
+    """The `.png` member -> HxW uint8 ids, or None for the placeholder of an unannotated frame."""
+    return decode_mask(data) if has_mask else None
+
+
+def keep_objects(mask: np.ndarray, keep: Sequence[int], void_label: int | None) -> np.ndarray:
+    """Zero every object not in `keep`; background and void pixels stay as they are."""
+    kept = list(keep) + ([void_label] if void_label is not None else [])
+    return np.where(np.isin(mask, kept), mask, 0).astype(np.uint8)
