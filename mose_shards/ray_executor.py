@@ -39,7 +39,8 @@ class RayExecutor:
         if started_here:
             self._init(ray)
         try:
-            yield from self._submit_all(ray, ray.remote(num_cpus=1, max_retries=0)(fn), list(tasks))
+            remote_call = ray.remote(num_cpus=1, max_retries=0)(_call)
+            yield from self._submit_all(ray, remote_call, fn, list(tasks))
         finally:
             if started_here:
                 ray.shutdown()
@@ -57,15 +58,20 @@ class RayExecutor:
                 log_to_driver=False,
             )
 
-    def _submit_all(self, ray: Any, remote_fn: Any, pending: list[T]) -> Iterator[R]:
+    def _submit_all(self, ray: Any, remote_call: Any, fn: Callable[[T], R], pending: list[T]) -> Iterator[R]:
         running: list[Any] = []
         pending.reverse()  # pop() from the end submits in plan order
         while pending or running:
             while pending and len(running) < 2 * self.workers:
-                running.append(remote_fn.remote(pending.pop()))
+                running.append(remote_call.remote(fn, pending.pop()))
             done, running = ray.wait(running, num_returns=1)
             for ref in done:
                 yield _get(ray, ref)
+
+
+def _call(fn: Callable[[T], R], task: T) -> R:
+    """The remote function: any callable (a builtin, a partial) runs through this plain function."""
+    return fn(task)
 
 
 def _get(ray: Any, ref: Any) -> Any:

@@ -1,0 +1,91 @@
+"""Executors: one abstract suite run against each; the output bytes do not depend on where tasks ran."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mose_shards.cli import main
+from mose_shards.config import ConvertConfig
+from mose_shards.convert import convert
+from mose_shards.errors import DataError, LayoutError
+from mose_shards.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
+from mose_shards.records import jpeg_size
+from mose_shards.sources import discover
+from tests.conftest import SMALL_SHARD
+from tests.helpers import tree_bytes
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray for the abstract suite (RayExecutor reuses a Ray that is already running)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _executor(kind: str, request: pytest.FixtureRequest) -> Executor:
+    if kind == "inline":
+        return InlineExecutor()
+    if kind == "process":
+        return ProcessExecutor(2)
+    request.getfixturevalue("local_ray")
+    return make_executor("ray", 2)
+
+
+EXECUTORS = ["inline", "process", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])]
+
+
+def test_two_worker_processes_give_the_bytes_of_one(raw_tree: Path, converted: Path, tmp_path: Path) -> None:
+    """workers=2 (local processes) writes every file byte-identical to workers=1, manifest included."""
+    out = tmp_path / "out"
+    result = convert(ConvertConfig(str(raw_tree), str(out), shard_size=SMALL_SHARD, workers=2))
+    assert result.shards_written > 2  # several tasks really ran side by side
+    assert tree_bytes(out) == tree_bytes(converted)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_gives_the_bytes_of_one_worker(raw_tree: Path, converted: Path, tmp_path: Path) -> None:
+    """`convert --executor ray` (a local Ray started by the command) writes the same bytes as workers=1."""
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    args = ["convert", str(raw_tree), str(out), "--shard-size", str(SMALL_SHARD), "--executor", "ray"]
+    assert main([*args, "--workers", "2", "-q"]) == 0
+    assert tree_bytes(out) == tree_bytes(converted)
+
+
+@pytest.mark.parametrize("kind", EXECUTORS)
+def test_executor_yields_every_result_once(kind: str, request: pytest.FixtureRequest) -> None:
+    """Each executor returns one result per task, whatever the order they finish in."""
+    tasks = [b"x" * n for n in range(9)]
+    assert sorted(_executor(kind, request).run(len, tasks)) == list(range(9))
+
+
+@pytest.mark.parametrize("kind", EXECUTORS)
+def test_executor_raises_our_errors_as_themselves(kind: str, request: pytest.FixtureRequest) -> None:
+    """A DataError raised in a worker reaches the caller as a DataError naming the file, not wrapped."""
+    fn = functools.partial(jpeg_size, where="train/JPEGImages/v/00003.jpg")
+    with pytest.raises(DataError) as info:
+        list(_executor(kind, request).run(fn, [b"not a jpeg"]))
+    assert info.value.path == "train/JPEGImages/v/00003.jpg"
+    assert info.value.problem == "not a JPEG file"
+
+
+@pytest.mark.parametrize("kind", EXECUTORS)
+def test_executor_raises_single_message_errors(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A one-message error (LayoutError) survives the trip back from a worker with its text."""
+    with pytest.raises(LayoutError, match="no such file or folder"):
+        list(_executor(kind, request).run(discover, [str(tmp_path / "missing")]))
+
+
+def test_unknown_executor_lists_the_known_ones() -> None:
+    """An unknown executor name is refused with the list of known ones."""
+    with pytest.raises(ValueError, match="known: local, ray"):
+        make_executor("dask", 2)
