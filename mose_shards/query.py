@@ -79,7 +79,9 @@ def query(url: str, sql: str, storage_options: StorageOptions | None = None) -> 
         result = con.sql(sql)
         if result is None:  # a statement without rows (SET, CREATE ...)
             return pa.table({})
-        table: pa.Table = result.fetch_arrow_table()
+        # to_arrow_table is the newer name; fetch_arrow_table (deprecated by DuckDB 2) the older one.
+        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+        table: pa.Table = fetch()
         return table
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__

@@ -151,3 +151,14 @@ def test_png_member_bytes_are_a_png(carded: Path) -> None:
         pngs = [m for m in tar.getmembers() if m.name.endswith(".png")]
         sizes = {Image.open(io.BytesIO(tar.extractfile(m).read())).size for m in pngs}  # type: ignore[union-attr]
     assert (1, 1) in sizes and len(sizes) == 2
+
+
+def test_readme_example(converted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Hugging Face example runs and prints a valid frame's has_mask and a box."""
+    from tests.test_query import _run, python_example
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    printed = _run(python_example("hugging-face", converted)).split(maxsplit=1)
+    assert printed[0] == "False"  # the second frame of a valid video has no mask
+    assert len(json.loads(printed[1])) == 4
+    assert (tmp_path / "cache").is_dir()
