@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,13 @@ def _frame_number(path: Path) -> int:
     return int(path.stem)
 
 
-def reference(split_dir: Path, fps: float = stats.DEFAULT_FPS) -> dict[str, Any]:
-    """The statistics of one raw split folder, from its JPEG names and decoded mask PNGs only."""
-    videos = sorted(p for p in (split_dir / "JPEGImages").iterdir() if p.is_dir())
+def reference(
+    split_dir: Path, fps: float = stats.DEFAULT_FPS, only: set[str] | None = None
+) -> dict[str, Any]:
+    """The statistics of one raw split folder (or of the videos `only`), from its JPEG names and PNGs."""
+    videos = sorted(
+        p for p in (split_dir / "JPEGImages").iterdir() if p.is_dir() and (not only or p.name in only)
+    )
     meta_file = split_dir / "meta.json"
     meta = json.loads(meta_file.read_text())["videos"] if meta_file.exists() else {}
     frames = masks = annotated = 0
@@ -230,6 +235,40 @@ def test_valid_first_frame_only(converted: Path) -> None:
     valid = stats.compute(str(converted))["splits"]["valid"]
     assert valid["annotated_frames"] == valid["videos"] == valid["mbor_frames"]
     assert valid["disappearance_rate"] == valid["reappearance_rate"] == 0.0
+
+
+def test_real_samples_match_reference(real_data: Path, tmp_path: Path) -> None:
+    """On the real DAVIS-style samples (judo's bad mask skipped), the numbers match the PNGs."""
+    out = tmp_path / "out"
+    convert(ConvertConfig(source=str(real_data), output=str(out), on_error="skip"))
+    doc = json.loads((out / "manifest.json").read_text())
+    assert [s["video_id"] for s in doc["splits"]["valid"]["skipped"]] == ["judo"]
+    got = stats.compute(str(out))["splits"]["valid"]
+    assert_matches(got, reference(real_data / "valid", only={"bike"}))
+    assert got["objects"] == 2 and got["mbor_frames"] == 1
+
+
+@pytest.mark.s3
+def test_s3_same_as_local(s3_converted: str, s3_server: Any, converted: Path) -> None:
+    """Read from S3 (other shard sizes), the statistics are those of the local conversion."""
+    assert stats.compute(s3_converted, s3_server.storage_options()) == stats.compute(str(converted))
+
+
+def test_split_without_rows(converted: Path, tmp_path: Path) -> None:
+    """A split whose tables have no part gives zero counts and null averages, not a crash."""
+    out = tmp_path / "out"
+    shutil.copytree(converted, out)
+    doc = json.loads((out / "manifest.json").read_text())
+    for table in doc["splits"]["valid"]["tables"]:
+        doc["splits"]["valid"]["tables"][table] = []
+    (out / "manifest.json").write_text(json.dumps(doc))
+    valid = stats.compute(str(out), splits=["valid"])["splits"]["valid"]
+    assert (valid["videos"], valid["frames"], valid["objects"], valid["masks"], valid["mbor_frames"]) == (
+        0,
+    ) * 5
+    assert valid["mbor"] is valid["disappearance_rate"] is valid["mean_frames_per_video"] is None
+    assert valid["objects_per_video"]["histogram"] == {}
+    assert "-" in stats.format_text({"splits": {"valid": valid}})
 
 
 # --- the BOR kernel ------------------------------------------------------------------------------
