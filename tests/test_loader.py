@@ -44,7 +44,7 @@ def test_clip_positions_contract(
     assert len(positions) == length and objects[positions[0]] > 0
     steps = np.diff(positions) * (-1 if reversed_ else 1)
     assert all(1 <= s <= max_skip for s in steps)
-    assert 0 <= min(positions) and max(positions) < len(objects)
+    assert min(positions) >= 0 and max(positions) < len(objects)
 
 
 @settings(max_examples=200, deadline=None)

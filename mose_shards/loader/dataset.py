@@ -88,7 +88,14 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.storage_options = dict(storage_options or {})
         self.options = ClipOptions(clip_length, max_skip, max_objects, reverse_prob, clips_per_video)
         self.shuffle, self.seed = shuffle, seed
-        self._rank, self._world_size = rank, world_size
+        # Resolved now: DataLoader worker processes do not see the parent's process group.
+        dist_rank, dist_world = _distributed() if rank is None or world_size is None else (0, 1)
+        self.rank = dist_rank if rank is None else rank
+        self.world_size = dist_world if world_size is None else world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ConfigError(
+                f"rank must be in [0, world_size), got rank={self.rank}, world_size={self.world_size}"
+            )
         self.pad = clip_length is not None if pad is None else pad
         self.prefetch = prefetch
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
@@ -104,14 +111,6 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self._resume: dict[int, int] = {}
 
     # --- distribution --------------------------------------------------------------------------------
-
-    @property
-    def rank(self) -> int:
-        return self._rank if self._rank is not None else _distributed()[0]
-
-    @property
-    def world_size(self) -> int:
-        return self._world_size if self._world_size is not None else _distributed()[1]
 
     def plan(self, num_workers: int = 1) -> Plan:
         """Items of every (rank, worker) this epoch."""
