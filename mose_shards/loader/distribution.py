@@ -33,15 +33,18 @@ class Item:
 
 
 def cut(weights: Sequence[int], parts: int) -> list[list[int]]:
-    """Contiguous pieces of range(len(weights)) with near-equal weight (each element goes to the
-    piece holding its weight's midpoint)."""
-    total = sum(weights)
+    """Contiguous pieces of range(len(weights)) with near-equal weight: each element goes to the piece
+    holding its weight's midpoint, nudged so that no piece is empty while there are enough elements."""
+    total, n = sum(weights), len(weights)
     pieces: list[list[int]] = [[] for _ in range(parts)]
-    before = 0
+    before, previous = 0, -1
     for i, w in enumerate(weights):
         part = min(parts - 1, (2 * before + w) * parts // (2 * total)) if total else 0
+        if n >= parts:  # no skipped piece, and room left for the pieces still to fill
+            part = max(part, previous, i - (n - parts))
+            part = min(part, previous + 1)
         pieces[part].append(i)
-        before += w
+        before, previous = before + w, part
     return pieces
 
 
