@@ -15,6 +15,7 @@ from mose_shards.errors import DataError, LayoutError
 from mose_shards.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
 from mose_shards.records import jpeg_size
 from mose_shards.sources import discover
+from mose_shards.writers import ShardWriter
 from tests.conftest import SMALL_SHARD
 from tests.helpers import tree_bytes
 
@@ -89,3 +90,22 @@ def test_unknown_executor_lists_the_known_ones() -> None:
     """An unknown executor name is refused with the list of known ones."""
     with pytest.raises(ValueError, match="known: local, ray"):
         make_executor("dask", 2)
+
+
+def test_shard_writer_matches_webdataset_tarwriter(tmp_path: Path) -> None:
+    """The stdlib shard writer (no torch import in workers) writes webdataset TarWriter's exact bytes."""
+    wds = pytest.importorskip("webdataset")
+    samples = [
+        ("a" * 150 + "/00000", {"jpg": b"x" * 1000, "png": b"y" * 3, "json": b"{}"}),  # PAX long name
+        ("vid\u00e9%2E1/00001", {"jpg": b"z", "png": b"", "json": b"[]"}),
+    ]
+    with ShardWriter(path=tmp_path / "ours.tar") as writer:
+        for key, members in samples:
+            writer.write(key, members)
+    with open(tmp_path / "wds.tar", "wb") as fh:
+        reference = wds.TarWriter(fh, user="", group="", mode=0o444, mtime=0, encoder=False)
+        for key, members in samples:
+            reference.write({"__key__": key, **members})
+        reference.close()
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "wds.tar").read_bytes()
+    assert writer.members[("a" * 150 + "/00000", "jpg")][1] == 1000

@@ -1,0 +1,118 @@
+"""Scale: the speed-up of 2 worker processes over 1, and peak memory at two dataset sizes.
+
+Each configuration runs the real `mose-shards convert` command in a subprocess. Peak RSS is the
+largest sum, over the command and all its worker processes, of their resident memory, sampled from
+/proc every 10 ms (Linux). Memory is bounded when the peak at the larger size is about the peak at
+the smaller one (ratio ~1.0), whatever the dataset size; the speed-up is wall(1 worker) / wall(2).
+
+    python benchmarks/scale.py [--videos 24] [--frames 20] [--size 640x480] [--shard-size 4MB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from mose_shards.synth import SynthSpec, generate, parse_size
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: ppid
+        rss[pid] = int(fields[21]) * PAGE  # fields[21]: rss in pages
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
+
+
+def run(raw: Path, out: Path, workers: int, shard_size: str) -> tuple[float, int]:
+    """(wall seconds, peak tree RSS bytes) of one conversion."""
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "mose_shards.cli", "convert", str(raw), str(out), "-q"]
+    command += ["--workers", str(workers), "--shard-size", shard_size]
+    peak = 0
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(proc.pid))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    code = proc.wait()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if code != 0:
+        raise SystemExit(f"convert failed with exit code {code}")
+    return wall, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--videos", type=int, default=24, help="videos at the smaller size (doubled after)")
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--shard-size", default="4MB")
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mose-scale-") as tmp:
+        for factor in (1, 2):
+            spec = SynthSpec(videos=args.videos * factor, frames=args.frames, size=size, splits=("train",))
+            raw = generate(Path(tmp) / f"raw{factor}", spec=spec)
+            source_mb = sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()) / 1e6
+            frames = spec.videos * spec.frames
+            for workers in (1, 2):
+                wall, peak = run(raw, Path(tmp) / "out", workers, args.shard_size)
+                rows.append((factor, workers, frames, source_mb, wall, peak))
+                print(
+                    f"{frames:>5} frames ({source_mb:6.1f} MB)  workers={workers}  {wall:6.2f} s  "
+                    f"{frames / wall:6.1f} frames/s  peak RSS {peak / 1e6:6.1f} MB",
+                    flush=True,
+                )
+    _ratios(rows)
+
+
+def _ratios(rows: list[tuple[int, int, int, float, float, int]]) -> None:
+    by = {(factor, workers): (wall, peak) for factor, workers, _, _, wall, peak in rows}
+    cores = len(os.sched_getaffinity(0))
+    for factor in (1, 2):
+        speedup = by[(factor, 1)][0] / by[(factor, 2)][0]
+        print(f"speed-up of 2 workers over 1 at size x{factor}: {speedup:.2f} (ideal 2.00; {cores} cores)")
+    for workers in (1, 2):
+        growth = by[(2, workers)][1] / by[(1, workers)][1]
+        print(f"peak RSS at 2x the data / at 1x, workers={workers}: {growth:.2f} (bounded memory: ~1.00)")
+
+
+if __name__ == "__main__":
+    main()
