@@ -60,6 +60,25 @@ class ShardCache:
         self.evict(keep=path)
         return path
 
+    def read_range(self, store: Store, rel: str, start: int, size: int) -> bytes | None:
+        """`size` bytes at `start` of a shard through the cache; None when it cannot hold the shard.
+
+        Another reader may evict the file between fetching and opening it: then it is fetched again.
+        """
+        for _ in range(3):
+            path = self.get(store, rel)
+            if path is None:
+                return None
+            try:
+                with open(path, "rb") as fh:  # once open, an eviction no longer matters
+                    fh.seek(start)
+                    data = fh.read(size)
+            except FileNotFoundError:
+                continue
+            if len(data) == size:
+                return data
+        return None
+
     def usage(self) -> int:
         return sum(p.stat().st_size for p in self._entries())
 

@@ -22,7 +22,7 @@ from .decode import decode_frame_mask, decode_image, keep_objects
 from .distribution import Item, Plan, epoch_plan, rank_counts
 from .index import VideoEntry, load_videos
 from .sampling import ClipOptions, choose_objects, clip_count, item_rng, sample_positions
-from .stream import Sample, stream_videos
+from .stream import VideoSamples, stream_videos
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +184,13 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             if not order or order[-1] != item.video:
                 order.append(item.video)
         videos = stream_videos(store, [self.videos[v] for v in order], cache, self.prefetch)
-        entry: VideoEntry | None = None
-        samples: list[Sample] = []
+        current: tuple[VideoEntry, VideoSamples] | None = None
         for item in items:
-            if entry is None or entry is not self.videos[item.video]:
-                entry, samples = next(videos)
-            yield self.make_item(entry, samples, item)
+            if current is None or current[0] is not self.videos[item.video]:
+                current = next(videos)
+            yield self.make_item(current[0], current[1], item)
 
-    def make_item(self, entry: VideoEntry, samples: list[Sample], item: Item) -> dict[str, Any]:
+    def make_item(self, entry: VideoEntry, samples: Sequence[dict[str, bytes]], item: Item) -> dict[str, Any]:
         """Decode one clip (or the whole video) from the samples of its video."""
         rng = item_rng(self.seed, self.epoch, entry.video_id, item.clip)
         positions, reversed_ = sample_positions(entry.num_objects, self.options, rng)

@@ -36,6 +36,8 @@ class VideoEntry:
     frame_names: tuple[str, ...]
     has_mask: tuple[bool, ...]
     num_objects: tuple[int, ...]
+    # per frame: (jpg offset, jpg size, png offset, png size, json offset, json size) in the shard
+    members: tuple[tuple[int, int, int, int, int, int], ...] = ()
 
     @property
     def num_frames(self) -> int:
@@ -97,6 +99,7 @@ def videos_of(parts: Iterable[dict[str, list]]) -> list[VideoEntry]:
                     frame_names=tuple(r[2] for r in frames),
                     has_mask=tuple(bool(r[3]) for r in frames),
                     num_objects=tuple(int(r[4]) for r in frames),
+                    members=tuple(tuple(int(v) for v in r[6:12]) for r in frames),  # type: ignore[misc]
                 )
             )
             previous_end = end

@@ -1,5 +1,5 @@
-"""Shard bytes -> videos: range reads (coalesced, prefetched, optionally cached), WebDataset tar
-iteration, samples grouped into videos.
+"""Shard bytes -> videos: range reads (coalesced, prefetched, optionally cached), members sliced by
+the frames table's offsets into each video's samples.
 
 Each video occupies one byte range of its shard (from the frames table offsets), so a loader reads
 exactly its own videos: consecutive ones in one GET, several GETs in flight to hide latency.
@@ -7,15 +7,11 @@ exactly its own videos: consecutive ones in one GET, several GETs in flight to h
 
 from __future__ import annotations
 
-import io
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from ..errors import OutputError
 from ..storage import Store
@@ -23,7 +19,7 @@ from .cache import ShardCache
 from .index import VideoEntry
 
 RUN_LIMIT = 64 * 1024 * 1024  # coalesce adjacent videos into one read up to this many bytes
-Sample = dict[str, Any]  # {"__key__", "jpg": bytes, "png": bytes, "json": dict}
+Sample = dict[str, bytes]  # {"jpg", "png", "json"}: member bytes
 
 
 @dataclass
@@ -52,43 +48,50 @@ def runs(entries: Iterable[VideoEntry], limit: int = RUN_LIMIT) -> list[Run]:
 def fetch(store: Store, run: Run, cache: ShardCache | None) -> bytes:
     """The bytes of a run, from the cache's local copy of the shard when there is one."""
     if cache is not None:
-        local = cache.get(store, run.shard)
-        if local is not None:
-            with open(local, "rb") as fh:
-                fh.seek(run.start)
-                data = fh.read(run.end - run.start)
-            if len(data) == run.end - run.start:
-                return data
+        data = cache.read_range(store, run.shard, run.start, run.end - run.start)
+        if data is not None:
+            return data
     return store.read_range(run.shard, run.start, run.end - run.start)
 
 
-def parse_samples(data: bytes, where: str) -> Iterator[Sample]:
-    """Tar bytes (starting at a member header) -> samples with decoded `.json`."""
-    try:
-        files = ({**f, "__url__": where} for f in tar_file_iterator(io.BytesIO(data)))
-        for sample in group_by_keys(files):
-            sample["json"] = json.loads(sample["json"])
-            yield sample
-    except (OSError, KeyError, ValueError) as exc:
-        raise OutputError(f"{where}: damaged shard data ({exc})") from None
+class VideoSamples(Sequence[Sample]):
+    """A video's frames as samples sliced lazily from the bytes of its run, by the table offsets.
+
+    Slicing by offset instead of walking the tar headers touches only the frames a clip uses.
+    """
+
+    def __init__(self, entry: VideoEntry, data: bytes, base: int) -> None:
+        self.entry, self.data, self.base = entry, data, base
+
+    def __len__(self) -> int:
+        return self.entry.num_frames
+
+    def _member(self, offset: int, size: int) -> bytes:
+        return self.data[offset - self.base : offset - self.base + size]
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        jo, js, po, ps, no, ns = self.entry.members[index]
+        return {"jpg": self._member(jo, js), "png": self._member(po, ps), "json": self._member(no, ns)}
 
 
-def split_videos(
-    run: Run, samples: Iterable[Sample], where: str
-) -> Iterator[tuple[VideoEntry, list[Sample]]]:
-    """Samples of a run -> (entry, its frames in order), checked against the frames table."""
-    it = iter(samples)
+def split_videos(run: Run, data: bytes, where: str) -> Iterator[tuple[VideoEntry, VideoSamples]]:
+    """The videos of a run with their samples; each video's first `.json` is checked against the table."""
+    if len(data) != run.end - run.start:
+        raise OutputError(f"{where}: truncated read ({len(data)} bytes)")
     for entry in run.videos:
-        frames = [next(it, None) for _ in range(entry.num_frames)]
-        ok = all(f is not None and f["json"]["video_id"] == entry.video_id for f in frames)
-        if not ok:
+        samples = VideoSamples(entry, data, run.start)
+        try:
+            head = json.loads(samples[0]["json"])
+        except ValueError:
+            head = {}
+        if head.get("video_id") != entry.video_id or head.get("frame_name") != entry.frame_names[0]:
             raise OutputError(f"{where}: samples of video {entry.video_id!r} do not match the frames table")
-        yield entry, frames  # type: ignore[misc]
+        yield entry, samples
 
 
 def stream_videos(
     store: Store, entries: Sequence[VideoEntry], cache: ShardCache | None = None, prefetch: int = 4
-) -> Iterator[tuple[VideoEntry, list[Sample]]]:
+) -> Iterator[tuple[VideoEntry, VideoSamples]]:
     """The given videos with their samples, in the given order; up to `prefetch` reads in flight."""
     todo = deque(runs(entries))
     if not todo:
@@ -101,4 +104,4 @@ def stream_videos(
                 pending.append((run, pool.submit(fetch, store, run, cache)))
             run, future = pending.popleft()
             where = f"{store.url_of(run.shard)}[{run.start}:{run.end}]"
-            yield from split_videos(run, parse_samples(future.result(), where), where)
+            yield from split_videos(run, future.result(), where)
