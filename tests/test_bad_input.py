@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,8 +72,12 @@ def _assert_nothing_committed(out: Path) -> None:
     ids=["truncated", "not-jpeg"],
 )
 def test_broken_frame(
-    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content, problem
-) -> None:  # type: ignore[no-untyped-def]
+    tree: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: Callable[[bytes], bytes],
+    problem: str,
+) -> None:
     """A truncated or non-JPEG frame is named with what is wrong."""
     frame = _frame(tree, video=1)
     frame.write_bytes(content(frame.read_bytes()))
