@@ -198,6 +198,19 @@ def test_tar_member_escaping(
     assert not (tmp_path / "evil.jpg").exists()
 
 
+def test_tar_link_member(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A link inside a source tar (which could point anywhere) is refused, naming the member."""
+    archive = tmp_path / "train.tar"
+    name = f"train/JPEGImages/{_videos(tree)[0]}/00009.jpg"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tree / "train", arcname="train")
+        member = tarfile.TarInfo(name)
+        member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(member)
+    code, err = _convert(capsys, archive, tmp_path / "out")
+    _assert_refused(code, err, tmp_path / "out", f"{archive}:{name}", "links are not allowed")
+
+
 def test_on_error_skip_converts_the_rest(
     tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
