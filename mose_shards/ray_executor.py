@@ -39,7 +39,9 @@ class RayExecutor:
         if started_here:
             self._init(ray)
         try:
-            remote_call = ray.remote(num_cpus=1, max_retries=0)(_call)
+            # Retried only when a worker or node dies (not on our errors): a task is idempotent, its
+            # files are moved into place whole, so a retry writes the same bytes.
+            remote_call = ray.remote(num_cpus=1, max_retries=3)(_call)
             yield from self._submit_all(ray, remote_call, fn, list(tasks))
         finally:
             if started_here:

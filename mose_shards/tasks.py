@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import DataError
+from .errors import DataError, OutputError
 from .plan import ShardPlan
 from .records import VideoRecords, build_video
 from .schema import TABLES
@@ -120,11 +120,22 @@ def _build(task: ShardTask, store: Store, workdir: str) -> ShardResult:
         tables=plan.table_paths,
         skipped=skipped,
     )
-    store.upload(tar_path, plan.shard_path)
-    for table in TABLES:
-        store.upload(os.path.join(workdir, f"{table}.parquet"), plan.table_path(table))
-    store.write(done_marker(plan), result.to_json())
+    _publish(store, plan, workdir, result)
     return result
+
+
+def _publish(store: Store, plan: ShardPlan, workdir: str, result: ShardResult) -> None:
+    """Move the finished files into place, the done marker last; OutputError naming what failed."""
+    moves = [(os.path.join(workdir, "shard.tar"), plan.shard_path)]
+    moves += [(os.path.join(workdir, f"{table}.parquet"), plan.table_path(table)) for table in TABLES]
+    try:
+        for local, target in moves:
+            store.upload(local, target)
+        target = done_marker(plan)
+        store.write(target, result.to_json())
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputError(f"{store.url_of(target)}: cannot write ({reason})") from None
 
 
 def _read_video(reader: SourceReader, video: Video, void_label: int | None) -> VideoRecords:

@@ -211,6 +211,18 @@ def test_tar_link_member(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     _assert_refused(code, err, tmp_path / "out", f"{archive}:{name}", "links are not allowed")
 
 
+def test_unwritable_output(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An output the shards cannot be written into gives one line naming the file, not a traceback.
+    (Tests run as root, so a file where the shards/ folder must go stands in for a read-only disk.)"""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "shards").write_text("not a folder")
+    code, err = _convert(capsys, tree, out)
+    assert code == 1 and "Traceback" not in err
+    assert f"mose-shards: error: {out}/shards/train/train-000000.tar: cannot write (" in err
+    assert not (out / "manifest.json").exists()
+
+
 def test_on_error_skip_converts_the_rest(
     tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
