@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 PLAN_FILE = f"{WORK_DIR}/plan.json"
 TMP_DIR = f"{WORK_DIR}/tmp"  # Store.staging_dir(): tasks stage their files here
-OWNED = ("manifest.json", "README.md", "shards", "tables", WORK_DIR)  # what --overwrite may delete
+# What --overwrite may delete, in this order: the commit marker first, then the done markers and plan,
+# so a kill halfway through never leaves a done marker whose files are gone.
+OWNED = ("manifest.json", WORK_DIR, "README.md", "shards", "tables")
 
 
 @dataclass(frozen=True)
@@ -184,15 +186,45 @@ def _clean_leftovers(store: Store) -> None:
 
 
 def _finished(store: Store, plans: list[ShardPlan], strict: bool) -> dict[str, ShardResult]:
-    """Shards a previous run finished: their done marker exists (it is written after the files)."""
+    """Shards a previous run finished: their done marker exists (it is written after the files) and
+    their files are still there, the tar at its recorded size. Anything else is built again."""
     names = set(store.listdir(DONE_DIR))
+    sizes = _Sizes(store)
     out = {}
     for plan in plans:
-        if f"{plan.name}.json" in names:
-            result = ShardResult.from_json(store.read(done_marker(plan)))
-            if not (strict and result.skipped):
-                out[plan.name] = result
+        if f"{plan.name}.json" not in names:
+            continue
+        result = ShardResult.from_json(store.read(done_marker(plan)))
+        if strict and result.skipped:
+            continue  # made under --on-error skip: build it again so strict mode reports its problems
+        if sizes.get(result.path) != result.bytes or any(
+            sizes.get(p) is None for p in result.tables.values()
+        ):
+            log.warning("%s: files missing or changed since it was finished; building it again", plan.name)
+            continue
+        out[plan.name] = result
     return out
+
+
+class _Sizes:
+    """File sizes by relative path, one listing per folder (cheap on object stores)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.folders: dict[str, dict[str, int]] = {}
+
+    def get(self, rel: str) -> int | None:
+        folder, _, name = rel.rpartition("/")
+        if folder not in self.folders:
+            self.folders[folder] = self._list(folder)
+        return self.folders[folder].get(name)
+
+    def _list(self, folder: str) -> dict[str, int]:
+        path = self.store.path(folder)
+        if not self.store.fs.exists(path):
+            return {}
+        entries = self.store.fs.ls(path, detail=True)
+        return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0) for e in entries}
 
 
 def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:

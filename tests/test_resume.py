@@ -188,3 +188,15 @@ def test_rerun_of_a_finished_output_changes_nothing(
     assert shards == SPEC.videos
     assert "reused 20 finished shard(s)" in capsys.readouterr().out
     assert tree_bytes(out, exclude=()) == before
+
+
+def test_done_shard_whose_files_changed_is_built_again(raw: Path, clean: Path, tmp_path: Path) -> None:
+    """A done marker is trusted only while its files are there at their size: a truncated tar and a
+    missing table part (a kill during --overwrite, a careless rm) are rebuilt, and the rerun matches."""
+    out = tmp_path / "out"
+    _partial(clean, out)
+    first, second = sorted((out / "shards" / "train").iterdir())[:2]
+    first.write_bytes(first.read_bytes()[:-1024])
+    (out / "tables" / "objects" / f"{second.stem}.parquet").unlink()
+    assert main(["convert", str(raw), str(out), "--shard-size", SHARD, "--workers", "1", "-q"]) == 0
+    assert tree_bytes(out) == tree_bytes(clean)
