@@ -14,7 +14,7 @@ from ..masks import decode_mask
 def decode_image(data: bytes) -> np.ndarray:
     """A JPEG -> HxWx3 uint8."""
     with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # convert() would copy
 
 
 def decode_frame_mask(data: bytes, has_mask: bool) -> np.ndarray | None:
@@ -24,5 +24,7 @@ def decode_frame_mask(data: bytes, has_mask: bool) -> np.ndarray | None:
 
 def keep_objects(mask: np.ndarray, keep: Sequence[int], void_label: int | None) -> np.ndarray:
     """Zero every object not in `keep`; background and void pixels stay as they are."""
-    kept = list(keep) + ([void_label] if void_label is not None else [])
-    return np.where(np.isin(mask, kept), mask, 0).astype(np.uint8)
+    table = np.zeros(256, np.uint8)  # a lookup table: one pass, no per-id comparisons
+    kept = [*keep, *([void_label] if void_label is not None else [])]
+    table[kept] = kept
+    return table[mask]
