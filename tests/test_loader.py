@@ -197,3 +197,44 @@ def test_dataloader_workers_and_collate(converted: Path) -> None:
     assert sorted(videos) == sorted(v.video_id for v in ds.videos)
     assert tuple(batches[0]["images"].shape[1:]) == (3, 120, 160, 3)
     assert batches[0]["mask_valid"].all()
+
+
+@pytest.mark.torch
+def test_readme_loader_examples_run(converted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's ClipDataset and read_frame examples run against a real conversion."""
+    from tests.test_readme import examples
+
+    video = ClipDataset(str(converted), split="valid", clip_length=None).videos[0].video_id
+    found = examples("loader-")
+    assert set(found) == {"loader-clips", "loader-read-frame"}
+    for name, code in found.items():
+        code = code.replace('OUT = "demo/out"', f"OUT = {str(converted)!r}").replace(
+            '"0a1b2c3d"', repr(video)
+        )
+        assert str(converted) in code
+        exec(compile(code, f"README:{name}", "exec"), {})
+    out = capsys.readouterr().out
+    assert "(2, 4, 120, 160, 3)" in out and "00000 (120, 160, 3)" in out
+
+
+@pytest.mark.torch
+def test_resume_with_dataloader_workers(converted: Path) -> None:
+    """With num_workers=2, mark_consumed + state_dict + load_state_dict continue exactly."""
+    from torch.utils.data import DataLoader
+
+    def batches(ds: ClipDataset) -> DataLoader:
+        return DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate_clips)
+
+    key = lambda b: (b["video_id"][0], tuple(b["frame_indices"][0]))  # noqa: E731
+    make = lambda: ClipDataset(str(converted), clip_length=3, clips_per_video=2, seed=4)  # noqa: E731
+    expected = [key(b) for b in batches(make())]
+    first = make()
+    head = []
+    for batch in batches(first):
+        first.mark_consumed(batch)
+        head.append(key(batch))
+        if len(head) == 3:
+            break
+    resumed = make()
+    resumed.load_state_dict(first.state_dict())
+    assert head + [key(b) for b in batches(resumed)] == expected

@@ -166,15 +166,31 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
                 f"resuming a run with {self._num_workers} workers needs as many, not {num_workers}"
             )
         self._num_workers = num_workers
-        items = self.plan(num_workers)[self.rank][worker]
-        skip = self._resume.get(worker, 0)
+        plan = self.plan(num_workers)[self.rank]
+        source = self._resumed_worker(plan, worker)
+        items, skip = plan[source], self._resume.get(source, 0)
         in_process = num_workers == 1
         if in_process:
             self._resume = {}  # a resumed position applies to one pass only
         for index, out in enumerate(self._generate(items[skip:]), start=skip):
             if in_process:
-                self._consumed[worker] = index + 1
-            yield {**out, "worker": worker, "num_workers": num_workers, "index": index}
+                self._consumed[source] = index + 1
+            yield {**out, "worker": source, "num_workers": num_workers, "index": index}
+
+    def _resumed_worker(self, plan: list[list[Item]], worker: int) -> int:
+        """Whose items DataLoader worker `worker` yields: itself, except when resuming.
+
+        DataLoader takes batches from its workers in turn, starting with worker 0. A run stopped when
+        it was worker k's turn resumes with worker 0 serving the items of k, 1 those of k+1, and so on,
+        so the batches come in the order the interrupted run would have given them.
+        """
+        if not self._resume or len(plan) == 1:
+            return worker
+        left = [w for w in range(len(plan)) if self._resume.get(w, 0) < len(plan[w])]
+        if not left:
+            return worker
+        turn = min(left, key=lambda w: (self._resume.get(w, 0), w))
+        return (turn + worker) % len(plan)
 
     def _generate(self, items: list[Item]) -> Iterator[dict[str, Any]]:
         store = Store(manifest.locate(self.url)[0], self.storage_options)  # one per process: fork-safe
