@@ -238,3 +238,21 @@ def test_resume_with_dataloader_workers(converted: Path) -> None:
     resumed = make()
     resumed.load_state_dict(first.state_dict())
     assert head + [key(b) for b in batches(resumed)] == expected
+
+
+def test_plain_iterable_without_torch(converted: Path) -> None:
+    """With torch unavailable, the package imports light and ClipDataset is a plain iterable."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import mose_shards\n"
+        "assert 'pyarrow' not in sys.modules\n"
+        f"ds = mose_shards.ClipDataset({str(converted)!r}, clip_length=3)\n"
+        "assert type(ds).__mro__[1] is object, type(ds).__mro__\n"
+        "print(len(list(ds)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4"
