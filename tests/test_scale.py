@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from mose_shards.cli import main
 from mose_shards.config import ConvertConfig
 from mose_shards.convert import convert
-from mose_shards.errors import DataError, LayoutError
+from mose_shards.errors import DataError, LayoutError, MissingDependencyError
 from mose_shards.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
 from mose_shards.records import jpeg_size
 from mose_shards.sources import discover
@@ -109,3 +110,17 @@ def test_shard_writer_matches_webdataset_tarwriter(tmp_path: Path) -> None:
         reference.close()
     assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "wds.tar").read_bytes()
     assert writer.members[("a" * 150 + "/00000", "jpg")][1] == 1000
+
+
+def test_ray_missing_gives_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch, raw_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ray installed, `--executor ray` fails with the pip hint (exit 1), not an ImportError."""
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'mose-shards\[ray\]'"):
+        list(make_executor("ray", 2).run(len, [b""]))
+    assert main(["convert", str(raw_tree), str(tmp_path / "out"), "--executor", "ray", "-q"]) == 1
+    assert (
+        "mose-shards: error: ray is not installed: pip install 'mose-shards[ray]'" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "out" / "manifest.json").exists()
