@@ -3,6 +3,8 @@
 
 Each shard is streamed once; a sample's `.json` member says where its files go. Names taken from a
 shard are checked to be single path components, so a crafted shard cannot write outside DEST.
+Where the objects have categories (a YouTube-VOS source), `DEST/<split>/meta.json` is written again
+from the tables: the same categories and frames, not the same bytes as the original file.
 """
 
 from __future__ import annotations
@@ -54,7 +56,37 @@ def export(
                 videos.add((info["split"], info["video_id"]))
                 if progress:
                     progress(frames, total)
+    for name, split in doc["splits"].items():
+        meta = _meta(store, split["tables"])
+        if meta is not None:
+            target.write(f"{name}/meta.json", (json.dumps(meta, indent=1) + "\n").encode())
     return ExportResult(frames=frames, masks=masks, videos=len(videos))
+
+
+def _meta(store: Store, tables: dict[str, list[str]]) -> dict[str, Any] | None:
+    """A YouTube-VOS meta.json from the objects (categories) and masks (frames) tables; None without
+    categories."""
+    objects = _rows(store, tables["objects"], ["video_id", "object_id", "category"])
+    if not any(row["category"] is not None for row in objects):
+        return None
+    frames: dict[tuple[str, int], list[str]] = {}
+    for row in _rows(store, tables["masks"], ["video_id", "object_id", "frame_name"]):
+        frames.setdefault((row["video_id"], row["object_id"]), []).append(row["frame_name"])
+    videos: dict[str, Any] = {}
+    for row in sorted(objects, key=lambda r: (r["video_id"], r["object_id"])):
+        entry = {"category": row["category"], "frames": frames.get((row["video_id"], row["object_id"]), [])}
+        videos.setdefault(row["video_id"], {"objects": {}})["objects"][str(row["object_id"])] = entry
+    return {"videos": videos}
+
+
+def _rows(store: Store, parts: list[str], columns: list[str]) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for rel in parts:  # bytes, not a Python file: see verify._read_part
+        rows += pq.read_table(pa.BufferReader(store.read(rel)), columns=columns).to_pylist()
+    return rows
 
 
 def _samples(store: Store, path: str) -> Iterator[tuple[dict[str, Any], dict[str, bytes]]]:

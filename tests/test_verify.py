@@ -14,8 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mose_shards.cli import main
+from mose_shards.config import ConvertConfig
+from mose_shards.convert import convert
 from mose_shards.export import export
+from mose_shards.synth import SynthSpec, generate
 from mose_shards.verify import verify
+from tests.helpers import tree_bytes
 from tests.s3server import S3Server
 
 
@@ -186,3 +190,27 @@ def test_verify_names_a_truncated_object_on_s3(
     fs.pipe_file(f"{damaged}/{shard}", fs.cat_file(f"{damaged}/{shard}")[:-2048])
     assert main(["verify", damaged, "-q", *_s3_args(s3_server)]) == 1
     assert f"mose-shards: error: {damaged}/{shard}: truncated: " in capsys.readouterr().err
+
+
+def test_export_writes_meta_json_from_the_tables(tmp_path: Path) -> None:
+    """With categories (YouTube-VOS), export writes meta.json again: converting the export gives the
+    same shards and tables, byte for byte, as converting the original tree."""
+    raw = generate(
+        tmp_path / "raw", spec=SynthSpec(videos=3, frames=5, size=(64, 48), categories=True, seed=5)
+    )
+    first, second, dest = tmp_path / "first", tmp_path / "second", tmp_path / "dest"
+    convert(ConvertConfig(str(raw), str(first)))
+    export(str(first), str(dest))
+    convert(ConvertConfig(str(dest), str(second)))
+    one, two = tree_bytes(first), tree_bytes(second)
+    manifests = [json.loads(tree.pop("manifest.json")) for tree in (one, two)]
+    assert [m.pop("source") for m in manifests] == [str(raw), str(dest)]  # the only difference
+    assert manifests[0] == manifests[1]
+    assert one == two
+    source = json.loads((raw / "valid" / "meta.json").read_text())["videos"]
+    restored = json.loads((dest / "valid" / "meta.json").read_text())["videos"]
+    visible = {
+        video: {oid: obj for oid, obj in entry["objects"].items() if obj["frames"]}
+        for video, entry in source.items()
+    }
+    assert {video: entry["objects"] for video, entry in restored.items()} == visible
