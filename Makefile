@@ -38,6 +38,7 @@ test: lint typecheck
 
 bench: install-test
 	$(BIN)/python benchmarks/convert.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

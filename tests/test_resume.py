@@ -99,7 +99,8 @@ def test_kill_9_then_rerun_equals_a_clean_run(raw: Path, clean: Path, tmp_path: 
     assert still_running
     assert workers_died  # no orphan worker goes on writing into the output
     assert not (out / "manifest.json").exists()
-    rerun = subprocess.run(_command(raw, out, "--workers", "2", "-q"), capture_output=True, text=True)
+    # The worker count does not shape the bytes, so the rerun may use another one.
+    rerun = subprocess.run(_command(raw, out, "--workers", "1", "-q"), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert "reused" in rerun.stdout
     assert tree_bytes(out) == tree_bytes(clean)
