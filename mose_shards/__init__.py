@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ConvertConfig": "config",
     "from_pipeline": "config",
-    "convert": "convert",
-    "ConvertResult": "convert",
+    "convert": "conversion",
+    "ConvertResult": "conversion",
     "Layout": "sources",
     "discover": "sources",
     "SynthSpec": "synth",
@@ -39,7 +39,7 @@ __all__ = [  # the keys of _EXPORTS, spelled out for linters and IDEs (a test ke
 
 if TYPE_CHECKING:
     from .config import ConvertConfig, from_pipeline
-    from .convert import ConvertResult, convert
+    from .conversion import ConvertResult, convert
     from .errors import (
         ConfigError,
         DataError,

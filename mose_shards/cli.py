@@ -149,7 +149,7 @@ def _register_convert(sub: Any) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .config import default_workers, from_pipeline, parse_size, parse_void_label
-    from .convert import convert
+    from .conversion import convert
 
     given: dict[str, Any] = {
         "shard_size": parse_size(args.shard_size) if args.shard_size else None,
@@ -258,7 +258,7 @@ def _register_demo(sub: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .config import from_pipeline, parse_size
-    from .convert import convert
+    from .conversion import convert
     from .info import describe
     from .synth import SynthSpec, generate
     from .synth import parse_size as parse_frame_size

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mose_shards.config import ConvertConfig
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.synth import SynthSpec, generate
 from tests.s3server import s3_converted, s3_server  # noqa: F401 - registers the SeaweedFS fixtures
 

@@ -138,6 +138,8 @@ def test_public_api_is_lazy_and_complete() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines() == ["[]", "[]"]
     import mose_shards
+    import mose_shards.conversion  # a submodule import must not shadow the function of the same name
 
     for name in mose_shards.__all__:
         assert getattr(mose_shards, name) is not None
+    assert callable(mose_shards.convert) and not isinstance(mose_shards.convert, type(mose_shards))

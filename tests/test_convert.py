@@ -12,7 +12,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from mose_shards.config import ConvertConfig, from_pipeline
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.errors import ProblemsError
 from mose_shards.records import unescape_video_id
 from mose_shards.synth import SynthSpec, generate

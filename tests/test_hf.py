@@ -15,7 +15,7 @@ from PIL import Image
 
 from mose_shards import card
 from mose_shards.config import ConvertConfig
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.schema import TABLES
 
 # Read at import by datasets and huggingface_hub: nothing here may touch the network.

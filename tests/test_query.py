@@ -17,7 +17,7 @@ import pytest
 
 from mose_shards.cli import main
 from mose_shards.config import ConvertConfig
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.errors import ConfigError
 from mose_shards.query import connect, format_result, query
 from mose_shards.schema import TABLES, table_schema

@@ -11,7 +11,7 @@ import pytest
 
 from mose_shards.cli import main
 from mose_shards.config import ConvertConfig
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.errors import DataError, LayoutError, MissingDependencyError
 from mose_shards.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
 from mose_shards.records import jpeg_size

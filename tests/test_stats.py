@@ -16,7 +16,7 @@ from PIL import Image
 from mose_shards import stats
 from mose_shards.cli import main
 from mose_shards.config import ConvertConfig
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.errors import ConfigError, OutputError
 
 VOID = 255

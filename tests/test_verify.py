@@ -15,7 +15,7 @@ import pytest
 
 from mose_shards.cli import main
 from mose_shards.config import ConvertConfig
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.export import export
 from mose_shards.synth import SynthSpec, generate
 from mose_shards.verify import verify
