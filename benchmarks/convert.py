@@ -22,7 +22,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from mose_shards.config import ConvertConfig
-from mose_shards.convert import convert
+from mose_shards.conversion import convert
 from mose_shards.synth import SynthSpec, generate, parse_size
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.latency_proxy import latency_proxy  # noqa: E402
 from mose_shards.config import ConvertConfig  # noqa: E402
-from mose_shards.convert import convert  # noqa: E402
+from mose_shards.conversion import convert  # noqa: E402
 from mose_shards.loader import ClipDataset  # noqa: E402
 from mose_shards.loader.decode import keep_objects  # noqa: E402
 from mose_shards.loader.sampling import choose_objects, item_rng, sample_positions  # noqa: E402
