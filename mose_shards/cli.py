@@ -22,7 +22,10 @@ examples:
   mose-shards demo /tmp/demo                         generate a MOSE-like sample and convert it
   mose-shards convert train.tar out/ --pipeline mose-v1
   mose-shards convert MOSE/ s3://bucket/mose --workers 8 --storage-option endpoint_url=http://host:8333
-  mose-shards info out/
+  mose-shards info out/                              what an output holds
+  mose-shards verify s3://bucket/mose                recompute hashes, check tables against shards
+  mose-shards stats out/ --json                      disappearance, reappearance, mBOR, sizes
+  mose-shards query out/ "select * from objects where reappears limit 5"
 """
 
 
