@@ -78,7 +78,7 @@ def convert(
     plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
     total = sum(p.frames for p in plans)
     if _prepare(store, config, fingerprint(plans, config.byte_options())):
-        existing = manifest_mod.read(store.url)[1]
+        existing = manifest_mod.read(store.url, config.storage_options)[1]
         return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
     _clean_leftovers(store)
     results = _finished(store, plans, strict=config.on_error == "strict")

@@ -64,6 +64,7 @@ def test_cli_convert_with_storage_options(s3_server: S3Server, raw_tree: Path) -
     assert main(args) == 0
     _, doc = manifest.read(s3_server.url("cli"), opts)
     assert list(doc["splits"]) == ["valid"] and doc["splits"]["valid"]["videos"] == 4
+    assert main(args) == 0, "a rerun of a finished conversion reads its manifest with the same options"
 
 
 def test_cli_convert_wrong_key_fails_cleanly(
