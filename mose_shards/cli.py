@@ -105,6 +105,16 @@ def add_storage_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _output_command(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand that reads an output: OUT (a folder, any URL, or its manifest) and --storage-option."""
+    if "epilog" in kwargs:  # examples keep their lines; then so does the description
+        kwargs["formatter_class"] = argparse.RawDescriptionHelpFormatter
+    p: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
+    add_storage_option(p)
+    return p
+
+
 # --- convert -------------------------------------------------------------------------------------
 
 
@@ -219,14 +229,13 @@ class _ProgressBar:
 
 
 def _register_info(sub: Any) -> None:
-    p = sub.add_parser(
+    p = _output_command(
+        sub,
         "info",
         help="summarise an output (local or URL)",
         description="Print what an output holds, from its manifest: splits, videos, frames, masks, "
         "shards, skipped videos.",
     )
-    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
-    add_storage_option(p)
     p.set_defaults(func=cmd_info)
 
 
@@ -289,24 +298,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _register_stats(sub: Any) -> None:
-    p = sub.add_parser(
+    p = _output_command(
+        sub,
         "stats",
         help="dataset statistics from the tables (MOSE-paper definitions)",
         description="Per split: videos, frames, objects, masks, categories, durations, disappearance and "
         "reappearance rates, mBOR, COCO object sizes, objects per video. Read from the Parquet tables "
         "only (no shard, no mask decoded); definitions in the README, section Analytics.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  mose-shards stats out/\n  mose-shards stats out/ --split train --json\n"
         "  mose-shards stats s3://bucket/mose --plot charts/ --storage-option anon=true\n",
     )
-    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
     p.add_argument(
         "--split", action="append", dest="splits", metavar="S", help="only this split (repeatable)"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="DIR", help="also write PNG charts into the local folder DIR")
     p.add_argument("--fps", type=float, help="frame rate for durations (default 6)")
-    add_storage_option(p)
     p.set_defaults(func=cmd_stats)
 
 
@@ -331,19 +338,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _register_query(sub: Any) -> None:
-    p = sub.add_parser(
+    p = _output_command(
+        sub,
         "query",
         help="run SQL (DuckDB) over the tables",
         description="Run one SQL statement with the views videos, frames, masks and objects (every split; "
         "each has a split column) over the Parquet tables of OUT, local or any fsspec URL.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='examples:\n  mose-shards query out/ "select split, count(*) from masks group by split"\n'
         '  mose-shards query out/ "select * from objects where reappears" --format csv\n',
     )
-    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
     p.add_argument("sql", metavar="SQL")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
-    add_storage_option(p)
     p.set_defaults(func=cmd_query)
 
 
@@ -359,16 +364,15 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _register_verify(sub: Any) -> None:
-    p = sub.add_parser(
+    p = _output_command(
+        sub,
         "verify",
         help="check an output against its manifest (local or URL)",
         description="Recompute every shard's sha256, size and sample count against the manifest and check "
         "that the Parquet tables point at the shards' members. Prints one line per damaged, truncated or "
         "missing file; exits 1 when anything is wrong.",
     )
-    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_storage_option(p)
     p.set_defaults(func=cmd_verify)
 
 
@@ -387,17 +391,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _register_export(sub: Any) -> None:
-    p = sub.add_parser(
+    p = _output_command(
+        sub,
         "export",
         help="restore the raw tree (JPEGImages/, Annotations/) from an output",
         description="Write DEST/<split>/JPEGImages/<video>/<frame>.jpg and, for frames with a mask, "
         "DEST/<split>/Annotations/<video>/<frame>.png, byte for byte as they were converted. "
         "DEST (local or URL) must be empty or new.",
     )
-    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
     p.add_argument("dest", metavar="DEST", help="folder to write the raw tree into")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_storage_option(p)
     p.set_defaults(func=cmd_export)
 
 
