@@ -210,6 +210,9 @@ class _ProgressBar:
     def update(self, event: str, done: int, total: int) -> None:
         if self.disabled:
             return
+        if event == "plan":  # listing a large source takes a while: say what it found
+            print(f"mose-shards: planned {done} videos into {total} shards", file=sys.stderr)
+            return
         if self.bar is None:
             from tqdm import tqdm
 

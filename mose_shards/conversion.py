@@ -63,7 +63,8 @@ class ConvertResult:
         return sum(len(s["skipped"]) for s in self.manifest["splits"].values())
 
 
-Progress = Callable[[str, int, int], None]  # (event, done, total): "plan" / "frames"
+# (event, done, total): ("plan", videos, shards) once planned, then ("frames", done, total)
+Progress = Callable[[str, int, int], None]
 
 
 def convert(
@@ -77,6 +78,7 @@ def convert(
     skipped = _early_problems(splits, config.on_error)
     plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
     total = sum(p.frames for p in plans)
+    notify("plan", sum(len(p.videos) for p in plans), len(plans))
     if _prepare(store, config, fingerprint(plans, config.byte_options())):
         existing = manifest_mod.read(store.url, config.storage_options)[1]
         return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
@@ -84,7 +86,8 @@ def convert(
     results = _finished(store, plans, strict=config.on_error == "strict")
     notify("frames", sum(p.frames for p in plans if p.name in results), total)
     tasks = [_task(config, p) for p in plans if p.name not in results]
-    runner = executor or make_executor(config.executor, config.workers, address=config.ray_address)
+    workers = max(1, min(config.workers, len(tasks)))  # no idle processes for a handful of shards
+    runner = executor or make_executor(config.executor, workers, address=config.ray_address)
     done_frames, errors = sum(p.frames for p in plans if p.name in results), []
     frames_of = {p.name: p.frames for p in plans}
     reused = len(results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ from .records import sample_key
 from .schema import TABLES
 from .sources import Video
 from .writers import archive_overhead, member_cost
+
+log = logging.getLogger(__name__)
 
 JSON_ALLOWANCE = 512  # the .json member is well under one block plus the id
 
@@ -65,8 +68,11 @@ def plan_split(split: str, videos: Iterable[Video], shard_size: int) -> list[Sha
     plans: list[ShardPlan] = []
     current: list[Video] = []
     size = archive_overhead()
+    oversized: list[tuple[int, str]] = []
     for video in sorted(videos, key=lambda v: v.video_id):
         cost = video_cost(video)
+        if cost + archive_overhead() > shard_size:
+            oversized.append((cost, video.video_id))
         if current and size + cost > shard_size:
             plans.append(ShardPlan(split, len(plans), tuple(current), size))
             current, size = [], archive_overhead()
@@ -74,6 +80,13 @@ def plan_split(split: str, videos: Iterable[Video], shard_size: int) -> list[Sha
         size += cost
     if current:
         plans.append(ShardPlan(split, len(plans), tuple(current), size))
+    if oversized:
+        cost, video_id = max(oversized)
+        log.warning(
+            "%s: %d video(s) larger than the shard size (%d bytes) get a shard of their own; "
+            "largest: %s, %.1f MB",
+            split, len(oversized), shard_size, video_id, cost / 1e6,
+        )  # fmt: skip
     return plans
 
 

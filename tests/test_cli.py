@@ -143,3 +143,16 @@ def test_public_api_is_lazy_and_complete() -> None:
     for name in mose_shards.__all__:
         assert getattr(mose_shards, name) is not None
     assert callable(mose_shards.convert) and not isinstance(mose_shards.convert, type(mose_shards))
+
+
+def test_convert_reports_its_plan_and_progress_on_stderr(raw_tree: Path, tmp_path: Path, capsys) -> None:
+    """Without -q, stderr says what was planned and shows a progress bar; stdout keeps the summary."""
+    code, stdout, err = run(
+        ["convert", str(raw_tree), str(tmp_path / "out"), "--shard-size", "150KB"], capsys
+    )
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    shards = sum(len(s["shards"]) for s in manifest["splits"].values())
+    assert code == 0
+    assert f"mose-shards: planned 8 videos into {shards} shards" in err
+    assert "frame" in err and "100%" in err
+    assert "converted 8 videos" in stdout and "planned" not in stdout

@@ -72,7 +72,7 @@ def test_cli_convert_wrong_key_fails_cleanly(
 ) -> None:
     """With a wrong secret the CLI exits non-zero with a one-line error and writes no manifest."""
     opts = s3_server.storage_options()
-    args = ["convert", str(raw_tree), s3_server.url("denied"), "--split", "valid"]
+    args = ["convert", str(raw_tree), s3_server.url("denied"), "--split", "valid", "-q"]
     args += [
         "--storage-option",
         f"endpoint_url={opts['endpoint_url']}",
