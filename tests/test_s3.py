@@ -84,3 +84,51 @@ def test_cli_convert_wrong_key_fails_cleanly(
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1
     assert not Store(s3_server.url("denied"), opts).exists("manifest.json")
+
+
+def _upload_tree(local: Path, store: Store) -> None:
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            store.write(str(path.relative_to(local)), path.read_bytes())
+
+
+def test_source_on_s3_folder_and_tar_forms(
+    s3_server: S3Server, raw_tree: Path, converted: Path, tmp_path: Path
+) -> None:
+    """SRC as s3:// (a root of split folders, and a folder of split tars) converts like the local tree."""
+    import tarfile
+
+    from mose_shards.config import ConvertConfig
+    from mose_shards.conversion import convert
+    from tests.conftest import SMALL_SHARD
+    from tests.helpers import tree_bytes
+
+    opts = s3_server.storage_options()
+    _upload_tree(raw_tree, Store(s3_server.url("src-folder"), opts))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for split in ("train", "valid"):
+        with tarfile.open(shipped / f"{split}.tar", "w") as archive:
+            archive.add(raw_tree / split, arcname=split)
+    _upload_tree(shipped, Store(s3_server.url("src-tars"), opts))
+    want = tree_bytes(converted)
+    del want["manifest.json"]
+    for prefix in ("src-folder", "src-tars"):
+        out = tmp_path / prefix
+        config = ConvertConfig(source=s3_server.url(prefix), output=str(out), shard_size=SMALL_SHARD,
+                               storage_options=opts)  # fmt: skip
+        convert(config)
+        got = tree_bytes(out)
+        assert got.pop("manifest.json")
+        assert got == want, prefix
+
+
+def test_info_reads_an_output_on_s3(s3_converted: str, s3_server: S3Server, capsys) -> None:
+    """`mose-shards info s3://...` summarises the manifest there."""
+    opts = s3_server.storage_options()
+    args = ["info", s3_converted]
+    for key in ("endpoint_url", "key", "secret"):
+        args += ["--storage-option", f"{key}={opts[key]}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert s3_converted in out and "valid" in out and "train" in out
