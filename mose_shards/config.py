@@ -16,6 +16,7 @@ from .sources import Layout
 
 DEFAULT_SHARD_SIZE = 128 * 1000**2
 ON_ERROR = ("strict", "skip")
+LAYOUT_KEYS = ("images_dir", "masks_dir", "resolution", "meta_file", "split_lists")
 EXECUTORS = ("local", "ray")
 
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
@@ -59,7 +60,8 @@ class ConvertConfig:
         return {
             "void_label": self.void_label,
             "shard_size": self.shard_size,
-            "layout": [self.layout.images_dir, self.layout.masks_dir, self.layout.resolution],
+            "layout": [self.layout.images_dir, self.layout.masks_dir, self.layout.resolution]
+            + ([self.layout.split_lists] if self.layout.split_lists else []),
             "splits": list(self.splits) if self.splits else None,
         }
 
@@ -116,10 +118,13 @@ def from_pipeline(name: str | None, source: str, output: str, **overrides: Any) 
         spec = load_pipeline(name)
         conv = spec.get("convert", {})
         lay = spec.get("layout", {})
+        unknown = sorted(set(lay) - set(LAYOUT_KEYS))
+        if unknown:
+            raise ConfigError(f"pipelines/{name}.toml: unknown [layout] key(s) {', '.join(unknown)}")
         base = replace(
             base,
             pipeline=name,
-            layout=Layout(**{k: lay[k] for k in ("images_dir", "masks_dir", "resolution") if k in lay}),
+            layout=Layout(**{k: v for k, v in lay.items() if k in LAYOUT_KEYS}),
             shard_size=parse_size(conv.get("shard_size", base.shard_size)),
             void_label=parse_void_label(conv.get("void_label", DEFAULT_VOID_LABEL)),
             splits=tuple(conv["splits"]) if conv.get("splits") else None,

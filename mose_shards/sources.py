@@ -14,7 +14,7 @@ import posixpath
 import tarfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import DataError, LayoutError
@@ -34,6 +34,7 @@ class Layout:
     masks_dir: str = "Annotations"
     resolution: str | None = None  # DAVIS keeps JPEGImages/480p/<video>/
     meta_file: str = "meta.json"
+    split_lists: str | None = None  # DAVIS: ImageSets/2017/<split>.txt name each split's videos
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def discover(
         return _group(fs, _tar_entries(fs, root, url), layout, default_split=_tar_stem(root), origin=url)
     entries = list(_dir_entries(fs, root, url))
     if any(_find_images(e.rel, layout) is not None for e in entries):
-        return _group(fs, entries, layout, default_split=posixpath.basename(root.rstrip("/")), origin=url)
+        found = _group(fs, entries, layout, default_split=posixpath.basename(root.rstrip("/")), origin=url)
+        return _split_by_lists(fs, entries, found, layout) if layout.split_lists else found
     tars = sorted(
         (e for e in entries if e.blob and "/" not in e.rel and e.rel.endswith(".tar")), key=lambda e: e.rel
     )
@@ -110,6 +112,33 @@ def discover(
         f"{url}: unknown layout: no {layout.images_dir}/ folder and no .tar archive; expected "
         f"[SPLIT/]{layout.images_dir}/<video>/<frame>.jpg with {layout.masks_dir}/<video>/<frame>.png"
     )
+
+
+def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: Layout) -> list[Split]:
+    """Re-split one folder's videos by list files (DAVIS: ImageSets/2017/train.txt, val.txt)."""
+    folder = f"{layout.split_lists}/"
+    lists = {
+        posixpath.splitext(e.rel[len(folder) :])[0]: e.blob
+        for e in entries
+        if e.blob and e.rel.startswith(folder) and e.rel.endswith(".txt") and "/" not in e.rel[len(folder) :]
+    }
+    if not lists:
+        raise LayoutError(f"no {folder}<split>.txt list files in the source (the pipeline expects them)")
+    videos = {v.video_id: v for split in found for v in split.videos}
+    problems = {v: p for split in found for v, p in split.problems}
+    out = []
+    for name, blob in sorted(lists.items()):
+        split = Split(name)
+        for video_id in dict.fromkeys(fs.cat_file(blob.path).decode().split()):
+            if video_id in videos:
+                split.videos.append(replace(videos[video_id], split=name))
+            elif video_id in problems:
+                split.problems.append((video_id, problems[video_id]))
+            else:
+                split.problems.append((video_id, f"{blob}: lists {video_id!r}, which has no frames"))
+        split.videos.sort(key=lambda v: v.video_id)
+        out.append(split)
+    return out
 
 
 def _tar_stem(path: str) -> str:

@@ -156,3 +156,24 @@ def test_convert_reports_its_plan_and_progress_on_stderr(raw_tree: Path, tmp_pat
     assert f"mose-shards: planned 8 videos into {shards} shards" in err
     assert "frame" in err and "100%" in err
     assert "converted 8 videos" in stdout and "planned" not in stdout
+
+
+def test_every_shipped_pipeline_builds_a_config() -> None:
+    """Each pipelines/*.toml loads into a valid ConvertConfig (known keys, sizes, void labels)."""
+    from mose_shards.config import from_pipeline, pipeline_names
+
+    names = pipeline_names()
+    assert {"mose-v1", "mose-v2", "davis-2017", "youtube-vos", "demo"} <= set(names)
+    for name in names:
+        config = from_pipeline(name, "src", "out")
+        assert config.pipeline == name and config.shard_size > 0
+
+
+def test_pipeline_with_an_unknown_layout_key_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """A typo in a pipeline file's [layout] fails loudly instead of being ignored."""
+    from mose_shards import config as config_mod
+
+    (tmp_path / "typo.toml").write_text('[layout]\nimage_dir = "Frames"\n')
+    monkeypatch.setattr(config_mod, "pipelines_dir", lambda: tmp_path)
+    with pytest.raises(config_mod.ConfigError, match=r"typo.toml: unknown \[layout\] key\(s\) image_dir"):
+        config_mod.from_pipeline("typo", "src", "out")

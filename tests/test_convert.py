@@ -266,17 +266,26 @@ def test_eight_digit_names_start_past_zero(tmp_path: Path) -> None:
     assert [f["frame_index"] for f in frames] == [0, 1, 2, 3]
 
 
-def test_davis_resolution_layout(tmp_path: Path) -> None:
-    """The davis-2017 pipeline reads JPEGImages/480p/<video>/ trees."""
-    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=2, frames=3, size=(64, 48), splits=("train",)))
+def test_davis_layout_and_split_lists(tmp_path: Path) -> None:
+    """davis-2017 reads JPEGImages/480p/<video>/ and splits videos by ImageSets/2017/<split>.txt."""
+    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=3, frames=3, size=(64, 48), splits=("train",)))
     davis = tmp_path / "DAVIS"
     for sub in ("JPEGImages", "Annotations"):
         (davis / sub).mkdir(parents=True)
         shutil.copytree(raw / "train" / sub, davis / sub / "480p")
+    videos = sorted(p.name for p in (davis / "JPEGImages" / "480p").iterdir())
+    (davis / "ImageSets" / "2017").mkdir(parents=True)
+    (davis / "ImageSets" / "2017" / "train.txt").write_text("\n".join(videos[:2]) + "\n")
+    (davis / "ImageSets" / "2017" / "val.txt").write_text(videos[2] + "\n")
     out = tmp_path / "out"
     result = convert(from_pipeline("davis-2017", str(davis), str(out)))
-    assert result.frames == 6
+    assert result.frames == 9
     assert result.manifest["options"]["pipeline"] == "davis-2017"
+    by_split = {s: sorted(r["video_id"] for r in table(out, "videos", s)) for s in ("train", "val")}
+    assert by_split == {"train": videos[:2], "val": videos[2:]}
+    (davis / "ImageSets" / "2017" / "val.txt").write_text("ghost\n")
+    with pytest.raises(ProblemsError, match="ghost"):
+        convert(from_pipeline("davis-2017", str(davis), str(tmp_path / "out2")))
 
 
 def test_davis_tree_without_its_pipeline_is_a_clear_error(tmp_path: Path) -> None:
