@@ -74,7 +74,8 @@ def run_shard(task: ShardTask) -> ShardResult:
     staging = store.staging_dir()
     if staging:
         os.makedirs(staging, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix=f"{task.plan.name}-", dir=staging)
+    # Remote outputs stage in the system temp folder; the prefix names whose files they are.
+    workdir = tempfile.mkdtemp(prefix=f"mose-shards-{task.plan.name}-", dir=staging)
     try:
         return _build(task, store, workdir)
     finally:
