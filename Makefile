@@ -39,6 +39,8 @@ test: lint typecheck
 bench: install-test
 	$(BIN)/python benchmarks/convert.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/stream.py
+	$(BIN)/python benchmarks/stats.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
