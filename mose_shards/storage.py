@@ -93,6 +93,22 @@ class Store:
             raise OutputError(f"{self.url_of(rel)}: file not found") from None
         return data
 
+    def read_parquet(self, rel: str, columns: list[str] | None = None) -> Any:
+        """One Parquet file as a pyarrow Table; OutputError naming it when missing or unreadable.
+
+        Read from bytes, not through a Python file object: pyarrow's threads reading through a
+        Python file sometimes abort the interpreter at exit ("terminate called without an active
+        exception").
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        data = self.read(rel)
+        try:
+            return pq.read_table(pa.BufferReader(data), columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise OutputError(f"{self.url_of(rel)}: not a readable Parquet file ({exc})") from None
+
     @_denied_as_output_error
     def read_range(self, rel: str, start: int, size: int) -> bytes:
         """`size` bytes from offset `start` (one ranged GET on object stores)."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import manifest as manifest_mod
+from .errors import OutputError
 from .schema import TABLES
 from .storage import StorageOptions, Store
 from .writers import MEMBERS
@@ -148,12 +148,11 @@ def _read_part(store: Store, rel: str, report: VerifyReport) -> pa.Table | None:
         report.problems.append(f"{where}: missing")
         return None
     try:
-        # From bytes, not a Python file object: pyarrow's threads reading through a Python file
-        # sometimes abort the interpreter at exit ("terminate called without an active exception").
-        return pq.read_table(pa.BufferReader(store.read(rel)))
-    except (pa.ArrowException, OSError) as exc:
-        report.problems.append(f"{where}: not a readable Parquet file ({exc})")
+        table: pa.Table = store.read_parquet(rel)
+    except OutputError as exc:
+        report.problems.append(str(exc))
         return None
+    return table
 
 
 def _check_frames(

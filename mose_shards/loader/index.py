@@ -6,15 +6,12 @@ so the loader knows every video's length, annotated frames and objects before re
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError
 from ..storage import Store
 
 TAR_BLOCK = 512
@@ -64,13 +61,8 @@ def read_tables(
     cols = list(columns)
 
     def fetch(rel: str) -> dict[str, list[Any]]:
-        try:
-            table = pq.read_table(io.BytesIO(store.read(rel)), columns=cols)
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, OutputError):
-                raise
-            raise OutputError(f"{store.url_of(rel)}: unreadable table part ({exc})") from None
-        return table.to_pydict()
+        table: dict[str, list[Any]] = store.read_parquet(rel, cols).to_pydict()
+        return table
 
     paths = list(paths)
     with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, max(1, len(paths)))) as pool:
