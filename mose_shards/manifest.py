@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import __version__
-from .errors import OutputError
+from .errors import ConfigError, OutputError
 from .schema import TABLES, schema_versions
 from .storage import StorageOptions, Store
 
@@ -54,6 +54,16 @@ def build(
         "schemas": schema_versions(),
         "splits": splits,
     }
+
+
+def select_splits(store: Store, doc: dict[str, Any], splits: Iterable[str] | None) -> list[str]:
+    """The splits asked for (all when None), checked against the manifest: ConfigError names the rest."""
+    known = list(doc["splits"])
+    wanted = list(splits) if splits else known
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        raise ConfigError(f"{store.url}: no split {', '.join(unknown)}; splits: {', '.join(known)}")
+    return wanted
 
 
 def dumps(manifest: dict[str, Any]) -> bytes:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import manifest as manifest_mod
-from .errors import ConfigError, MissingDependencyError
+from .errors import MissingDependencyError
 from .stats import LARGE_AREA, SMALL_AREA, read_table
 from .storage import StorageOptions, Store
 
@@ -50,10 +50,7 @@ def write_plots(
 ) -> list[Path]:
     """Write the charts of every (or the given) split into a local directory; the files written."""
     store, doc = manifest_mod.read(url, storage_options)
-    wanted = list(splits) if splits else list(doc["splits"])
-    unknown = [s for s in wanted if s not in doc["splits"]]
-    if unknown:
-        raise ConfigError(f"{store.url}: no split {', '.join(unknown)}; splits: {', '.join(doc['splits'])}")
+    wanted = manifest_mod.select_splits(store, doc, splits)
     plt = _pyplot()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,10 +42,7 @@ def connect(
     """An in-memory DuckDB connection with the four tables of the output at url as views."""
     duckdb = _duckdb()
     store, doc = manifest_mod.read(url, storage_options)
-    wanted = list(splits) if splits else list(doc["splits"])
-    unknown = [s for s in wanted if s not in doc["splits"]]
-    if unknown:
-        raise ConfigError(f"{store.url}: no split {', '.join(unknown)}; splits: {', '.join(doc['splits'])}")
+    wanted = manifest_mod.select_splits(store, doc, splits)
     con = duckdb.connect()
     if not store.local:
         con.register_filesystem(store.fs)

@@ -67,11 +67,7 @@ def compute(
     if not fps > 0:
         raise ConfigError(f"fps must be positive, got {fps}")
     store, doc = manifest_mod.read(url, storage_options)
-    known = list(doc["splits"])
-    wanted = list(splits) if splits else known
-    unknown = [s for s in wanted if s not in known]
-    if unknown:
-        raise ConfigError(f"{store.url}: no split {', '.join(unknown)}; splits: {', '.join(known)}")
+    wanted = manifest_mod.select_splits(store, doc, splits)
     return {"splits": {name: split_stats(store, doc, name, fps=fps) for name in wanted}}
 
 
