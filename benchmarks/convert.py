@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate, parse_size
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from mose_shards import stats
+from mose_shards.analytics import stats
 
 
 def masks_table(frames: int, seed: int = 0) -> pa.Table:

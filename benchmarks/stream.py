@@ -25,12 +25,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.latency_proxy import latency_proxy  # noqa: E402
-from mose_shards.config import ConvertConfig  # noqa: E402
-from mose_shards.conversion import convert  # noqa: E402
+from mose_shards.conversion.config import ConvertConfig  # noqa: E402
+from mose_shards.conversion.orchestrate import convert  # noqa: E402
+from mose_shards.core.maskpng import object_ids  # noqa: E402
 from mose_shards.loader import ClipDataset  # noqa: E402
 from mose_shards.loader.decode import keep_objects  # noqa: E402
 from mose_shards.loader.sampling import choose_objects, item_rng, sample_positions  # noqa: E402
-from mose_shards.masks import object_ids  # noqa: E402
 from mose_shards.synth import SynthSpec, generate  # noqa: E402
 from tests import s3server  # noqa: E402
 

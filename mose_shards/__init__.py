@@ -9,26 +9,26 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .core.version import __version__
 
 _EXPORTS = {
-    "ConvertConfig": "config",
-    "from_pipeline": "config",
-    "convert": "conversion",
-    "ConvertResult": "conversion",
-    "Layout": "sources",
-    "discover": "sources",
+    "ConvertConfig": "conversion.config",
+    "from_pipeline": "conversion.config",
+    "convert": "conversion.orchestrate",
+    "ConvertResult": "conversion.orchestrate",
+    "Layout": "conversion.sources",
+    "discover": "conversion.sources",
     "SynthSpec": "synth",
     "generate": "synth",
     "ClipDataset": "loader",
     "read_frame": "loader",
-    "MoseShardsError": "errors",
-    "LayoutError": "errors",
-    "DataError": "errors",
-    "ConfigError": "errors",
-    "OutputError": "errors",
-    "ProblemsError": "errors",
-    "MissingDependencyError": "errors",
+    "MoseShardsError": "core.errors",
+    "LayoutError": "core.errors",
+    "DataError": "core.errors",
+    "ConfigError": "core.errors",
+    "OutputError": "core.errors",
+    "ProblemsError": "core.errors",
+    "MissingDependencyError": "core.errors",
 }
 
 __all__ = [  # the keys of _EXPORTS, spelled out for linters and IDEs (a test keeps them equal)
@@ -38,9 +38,10 @@ __all__ = [  # the keys of _EXPORTS, spelled out for linters and IDEs (a test ke
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from .config import ConvertConfig, from_pipeline
-    from .conversion import ConvertResult, convert
-    from .errors import (
+    from .conversion.config import ConvertConfig, from_pipeline
+    from .conversion.orchestrate import ConvertResult, convert
+    from .conversion.sources import Layout, discover
+    from .core.errors import (
         ConfigError,
         DataError,
         LayoutError,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
         ProblemsError,
     )
     from .loader import ClipDataset, read_frame
-    from .sources import Layout, discover
     from .synth import SynthSpec, generate
 
 

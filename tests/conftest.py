@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate
 from tests.s3server import s3_converted, s3_server  # noqa: F401 - registers the SeaweedFS fixtures
 

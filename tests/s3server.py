@@ -211,8 +211,8 @@ S3_SHARD = 1_000_000  # every split in one shard: fewer shards than loaders, vid
 @pytest.fixture(scope="session")
 def s3_converted(s3_server: S3Server, raw_tree: Path) -> str:
     """raw_tree converted straight to s3://<bucket>/small (one shard per split); read-only for tests."""
-    from mose_shards.config import ConvertConfig
-    from mose_shards.conversion import convert
+    from mose_shards.conversion.config import ConvertConfig
+    from mose_shards.conversion.orchestrate import convert
 
     url = s3_server.url("small")
     convert(ConvertConfig(source=str(raw_tree), output=url, shard_size=S3_SHARD,

@@ -138,7 +138,9 @@ def test_public_api_is_lazy_and_complete() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines() == ["[]", "[]"]
     import mose_shards
-    import mose_shards.conversion  # a submodule import must not shadow the function of the same name
+
+    # a submodule import must not shadow the function of the same name
+    import mose_shards.conversion.orchestrate
 
     for name in mose_shards.__all__:
         assert getattr(mose_shards, name) is not None
@@ -160,7 +162,7 @@ def test_convert_reports_its_plan_and_progress_on_stderr(raw_tree: Path, tmp_pat
 
 def test_every_shipped_pipeline_builds_a_config() -> None:
     """Each pipelines/*.toml loads into a valid ConvertConfig (known keys, sizes, void labels)."""
-    from mose_shards.config import from_pipeline, pipeline_names
+    from mose_shards.conversion.config import from_pipeline, pipeline_names
 
     names = pipeline_names()
     assert {"mose-v1", "mose-v2", "davis-2017", "youtube-vos", "demo"} <= set(names)
@@ -171,7 +173,7 @@ def test_every_shipped_pipeline_builds_a_config() -> None:
 
 def test_pipeline_with_an_unknown_layout_key_is_refused(tmp_path: Path, monkeypatch) -> None:
     """A typo in a pipeline file's [layout] fails loudly instead of being ignored."""
-    from mose_shards import config as config_mod
+    from mose_shards.conversion import config as config_mod
 
     (tmp_path / "typo.toml").write_text('[layout]\nimage_dir = "Frames"\n')
     monkeypatch.setattr(config_mod, "pipelines_dir", lambda: tmp_path)

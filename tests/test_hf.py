@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from mose_shards import card
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
-from mose_shards.schema import TABLES
+from mose_shards.conversion import card
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.core.schema import TABLES
 
 # Read at import by datasets and huggingface_hub: nothing here may touch the network.
 os.environ["HF_DATASETS_OFFLINE"] = "1"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mose_shards import ClipDataset, read_frame
-from mose_shards.errors import ConfigError
+from mose_shards.core.errors import ConfigError
 from mose_shards.loader import ShardCache, collate_clips
 from mose_shards.loader.distribution import epoch_plan, rank_counts
 from mose_shards.loader.sampling import ClipOptions, clip_count, item_rng, sample_positions

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mose_shards.plan import fingerprint, plan_split, video_cost
-from mose_shards.sources import Blob, Frame, Video, discover
+from mose_shards.conversion.plan import fingerprint, plan_split, video_cost
+from mose_shards.conversion.sources import Blob, Frame, SourceVideo, discover
 
 
-def fake_video(video_id: str, frames: int, size: int) -> Video:
+def fake_video(video_id: str, frames: int, size: int) -> SourceVideo:
     blob = Blob(f"/src/{video_id}", size)
-    return Video("train", video_id, tuple(Frame(f"{i:05d}", blob, blob) for i in range(frames)))
+    return SourceVideo("train", video_id, tuple(Frame(f"{i:05d}", blob, blob) for i in range(frames)))
 
 
 def test_plan_fills_shards_in_id_order_under_the_cap() -> None:
@@ -32,7 +32,7 @@ def test_plan_fills_shards_in_id_order_under_the_cap() -> None:
 def test_video_larger_than_the_cap_gets_its_own_shard_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """An oversized video is never split: one shard for it, one warning line for the split."""
     videos = [fake_video("a", 2, 1000), fake_video("big", 50, 100_000), fake_video("c", 2, 1000)]
-    with caplog.at_level(logging.WARNING, logger="mose_shards.plan"):
+    with caplog.at_level(logging.WARNING, logger="mose_shards.conversion.plan"):
         plans = plan_split("train", videos, 1_000_000)
     assert [[v.video_id for v in p.videos] for p in plans] == [["a"], ["big"], ["c"]]
     warnings = [r.getMessage() for r in caplog.records]

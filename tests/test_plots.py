@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from mose_shards import plots
+from mose_shards.analytics import plots
+from mose_shards.analytics.stats import read_table
 from mose_shards.cli import main
-from mose_shards.errors import ConfigError, MissingDependencyError
-from mose_shards.manifest import read
-from mose_shards.stats import read_table
+from mose_shards.core.errors import ConfigError, MissingDependencyError
+from mose_shards.core.manifest import read
 
 pytest.importorskip("matplotlib")
 CHARTS = ("objects-per-video", "object-areas", "presence")

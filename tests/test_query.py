@@ -15,12 +15,12 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
+from mose_shards.analytics.query import connect, format_result, query
 from mose_shards.cli import main
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
-from mose_shards.errors import ConfigError
-from mose_shards.query import connect, format_result, query
-from mose_shards.schema import TABLES, table_schema
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.core.errors import ConfigError
+from mose_shards.core.schema import TABLES, table_schema
 from tests.test_stats import hand_tree
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mose_shards.schema import markdown
+from mose_shards.core.schema import markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 EXAMPLE = re.compile(r"```python\n# example: (?P<name>[\w-]+)\n(?P<code>.*?)```", re.S)

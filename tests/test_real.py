@@ -11,8 +11,8 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from mose_shards.cli import main
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
 from tests.helpers import all_samples, expected_objects, raw_frames, table
 
 

@@ -16,8 +16,8 @@ import fsspec
 import pytest
 
 from mose_shards.cli import main
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate
 from tests.helpers import tree_bytes
 from tests.s3server import S3Server

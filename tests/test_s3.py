@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mose_shards import manifest
 from mose_shards.cli import main
-from mose_shards.errors import OutputError
-from mose_shards.storage import Store
+from mose_shards.core import manifest
+from mose_shards.core.errors import OutputError
+from mose_shards.core.storage import Store
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.s3
@@ -98,8 +98,8 @@ def test_source_on_s3_folder_and_tar_forms(
     """SRC as s3:// (a root of split folders, and a folder of split tars) converts like the local tree."""
     import tarfile
 
-    from mose_shards.config import ConvertConfig
-    from mose_shards.conversion import convert
+    from mose_shards.conversion.config import ConvertConfig
+    from mose_shards.conversion.orchestrate import convert
     from tests.conftest import SMALL_SHARD
     from tests.helpers import tree_bytes
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from mose_shards.cli import main
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
-from mose_shards.errors import DataError, LayoutError, MissingDependencyError
-from mose_shards.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
-from mose_shards.records import jpeg_size
-from mose_shards.sources import discover
-from mose_shards.writers import ShardWriter
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.conversion.records import jpeg_size
+from mose_shards.conversion.sources import discover
+from mose_shards.conversion.writers import ShardWriter
+from mose_shards.core.errors import DataError, LayoutError, MissingDependencyError
 from tests.conftest import SMALL_SHARD
 from tests.helpers import tree_bytes
 

@@ -9,7 +9,7 @@ import jsonschema
 import pyarrow.parquet as pq
 import pytest
 
-from mose_shards.schema import TABLES, load_document, parse_type, schema_versions, table_schema
+from mose_shards.core.schema import TABLES, load_document, parse_type, schema_versions, table_schema
 
 
 @pytest.mark.parametrize("name", TABLES)

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mose_shards import stats
+from mose_shards.analytics import stats
 from mose_shards.cli import main
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
-from mose_shards.errors import ConfigError, OutputError
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.core.errors import ConfigError, OutputError
 
 VOID = 255
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mose_shards.synth import CATEGORIES, SynthSpec, generate, palette, parse_size
+from mose_shards.synth.scenes import CATEGORIES, SynthSpec, generate, palette, parse_size
 
 SMALL = {"videos": 2, "frames": 12, "size": (96, 72), "objects": (3, 5), "splits": ("train",)}
 

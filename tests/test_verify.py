@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mose_shards.cli import main
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
-from mose_shards.export import export
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate
-from mose_shards.verify import verify
+from mose_shards.tools.export import export
+from mose_shards.tools.verify import verify
 from tests.helpers import tree_bytes
 from tests.s3server import S3Server
 

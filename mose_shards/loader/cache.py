@@ -14,9 +14,9 @@ import os
 import uuid
 from pathlib import Path
 
-from ..config import parse_size
-from ..errors import ConfigError
-from ..storage import Store
+from ..core.errors import ConfigError
+from ..core.sizes import parse_size
+from ..core.storage import Store
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import manifest
-from ..errors import ConfigError
-from ..masks import object_ids
-from ..storage import StorageOptions, Store
+from ..core import manifest
+from ..core.errors import ConfigError
+from ..core.maskpng import object_ids
+from ..core.storage import StorageOptions, Store
 from .cache import DEFAULT_LIMIT, ShardCache
 from .decode import decode_frame_mask, decode_image, keep_objects
-from .distribution import Item, Plan, epoch_plan, rank_counts
-from .index import VideoEntry, load_videos
+from .distribution import EpochSchedule, Item, epoch_plan, rank_counts
+from .index import IndexedVideo, load_videos
 from .sampling import ClipOptions, choose_objects, clip_count, item_rng, sample_positions
-from .stream import VideoSamples, stream_videos
+from .stream import FetchedVideo, stream_videos
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
         store, doc = manifest.read(url, self.storage_options)
         self.void_label: int | None = doc["options"]["void_label"]
-        self.videos: list[VideoEntry] = load_videos(store, doc, split)
+        self.videos: list[IndexedVideo] = load_videos(store, doc, split)
         self.counts = [clip_count(v.num_objects, self.options) for v in self.videos]
         if not any(self.counts):
             raise ConfigError(f"{url}: no video of split {split!r} fits a clip of {clip_length} frames")
@@ -112,7 +112,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
 
     # --- distribution --------------------------------------------------------------------------------
 
-    def plan(self, num_workers: int = 1) -> Plan:
+    def plan(self, num_workers: int = 1) -> EpochSchedule:
         """Items of every (rank, worker) this epoch."""
         shards = [v.shard for v in self.videos]
         return epoch_plan(shards, self.counts, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
@@ -200,13 +200,15 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             if not order or order[-1] != item.video:
                 order.append(item.video)
         videos = stream_videos(store, [self.videos[v] for v in order], cache, self.prefetch)
-        current: tuple[VideoEntry, VideoSamples] | None = None
+        current: tuple[IndexedVideo, FetchedVideo] | None = None
         for item in items:
             if current is None or current[0] is not self.videos[item.video]:
                 current = next(videos)
             yield self.make_item(current[0], current[1], item)
 
-    def make_item(self, entry: VideoEntry, samples: Sequence[dict[str, bytes]], item: Item) -> dict[str, Any]:
+    def make_item(
+        self, entry: IndexedVideo, samples: Sequence[dict[str, bytes]], item: Item
+    ) -> dict[str, Any]:
         """Decode one clip (or the whole video) from the samples of its video."""
         rng = item_rng(self.seed, self.epoch, entry.video_id, item.clip)
         positions, reversed_ = sample_positions(entry.num_objects, self.options, rng)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from ..masks import decode_mask
+from ..core.maskpng import decode_mask
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
-Plan = list[list[list["Item"]]]  # [rank][worker] -> items in yield order
+EpochSchedule = list[list[list["Item"]]]  # [rank][worker] -> items in yield order
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,10 @@ def epoch_plan(
     world_size: int,
     num_workers: int,
     pad: bool,
-) -> Plan:
+) -> EpochSchedule:
     """The items of every (rank, worker) for one epoch."""
     order = video_order(shards, counts, seed, epoch, shuffle)
-    plan: Plan = []
+    plan: EpochSchedule = []
     for rank, rank_piece in enumerate(cut([counts[v] for v in order], world_size)):
         videos = [order[i] for i in rank_piece]
         workers = []
@@ -92,7 +92,7 @@ def epoch_plan(
     return plan
 
 
-def _pad(plan: Plan) -> None:
+def _pad(plan: EpochSchedule) -> None:
     target = max(sum(len(w) for w in workers) for workers in plan)
     for rank, workers in enumerate(plan):
         missing = target - sum(len(w) for w in workers)
@@ -107,5 +107,5 @@ def _pad(plan: Plan) -> None:
             worker.append(Item(last, clip, True))
 
 
-def rank_counts(plan: Plan) -> list[int]:
+def rank_counts(plan: EpochSchedule) -> list[int]:
     return [sum(len(w) for w in workers) for workers in plan]

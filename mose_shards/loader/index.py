@@ -1,4 +1,4 @@
-"""manifest + `frames` table -> one `VideoEntry` per video: its frames and its byte range in a shard.
+"""manifest + `frames` table -> one `IndexedVideo` per video: its frames and its byte range in a shard.
 
 Only the frames table is read (a few columns, one small Parquet part per shard, fetched in parallel),
 so the loader knows every video's length, annotated frames and objects before reading any shard.
@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
-from ..storage import Store
+from ..core.errors import ConfigError
+from ..core.storage import Store
 
 TAR_BLOCK = 512
 COLUMNS = (
@@ -23,7 +23,7 @@ FETCH_THREADS = 8
 
 
 @dataclass(frozen=True)
-class VideoEntry:
+class IndexedVideo:
     """One video as the loader sees it: where its samples are and what each frame holds."""
 
     video_id: str
@@ -69,9 +69,9 @@ def read_tables(
         return list(pool.map(fetch, paths))
 
 
-def videos_of(parts: Iterable[dict[str, list]]) -> list[VideoEntry]:
-    """Frames-table rows -> VideoEntry per video, in shard order then tar order."""
-    out: list[VideoEntry] = []
+def videos_of(parts: Iterable[dict[str, list]]) -> list[IndexedVideo]:
+    """Frames-table rows -> IndexedVideo per video, in shard order then tar order."""
+    out: list[IndexedVideo] = []
     for part in parts:
         rows = sorted(zip(*(part[c] for c in COLUMNS), strict=True), key=lambda r: r[6])  # by jpg_offset
         by_video: dict[str, list[tuple[Any, ...]]] = {}
@@ -83,7 +83,7 @@ def videos_of(parts: Iterable[dict[str, list]]) -> list[VideoEntry]:
             last = max(max(r[6] + r[7], r[8] + r[9], r[10] + r[11]) for r in frames)
             end = _round_up(last)
             out.append(
-                VideoEntry(
+                IndexedVideo(
                     video_id=video_id,
                     shard=frames[0][5],
                     start=previous_end,
@@ -98,7 +98,7 @@ def videos_of(parts: Iterable[dict[str, list]]) -> list[VideoEntry]:
     return out
 
 
-def load_videos(store: Store, doc: dict[str, Any], split: str) -> list[VideoEntry]:
+def load_videos(store: Store, doc: dict[str, Any], split: str) -> list[IndexedVideo]:
     """Every video of a split, in manifest (shard) order."""
     entry = split_entry(doc, split, store.url)
     return videos_of(read_tables(store, entry["tables"]["frames"]))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import manifest
-from ..errors import ConfigError
-from ..storage import StorageOptions
+from ..core import manifest
+from ..core.errors import ConfigError
+from ..core.storage import StorageOptions
 from .decode import decode_frame_mask, decode_image
 from .index import COLUMNS, read_tables
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..errors import OutputError
-from ..storage import Store
+from ..core.errors import OutputError
+from ..core.storage import Store
 from .cache import ShardCache
-from .index import VideoEntry
+from .index import IndexedVideo
 
 RUN_LIMIT = 64 * 1024 * 1024  # coalesce adjacent videos into one read up to this many bytes
 Sample = dict[str, bytes]  # {"jpg", "png", "json"}: member bytes
@@ -29,10 +29,10 @@ class Run:
     shard: str
     start: int
     end: int
-    videos: list[VideoEntry] = field(default_factory=list)
+    videos: list[IndexedVideo] = field(default_factory=list)
 
 
-def runs(entries: Iterable[VideoEntry], limit: int = RUN_LIMIT) -> list[Run]:
+def runs(entries: Iterable[IndexedVideo], limit: int = RUN_LIMIT) -> list[Run]:
     """Group videos that follow each other in a shard into single reads (order kept)."""
     out: list[Run] = []
     for entry in entries:
@@ -54,13 +54,13 @@ def fetch(store: Store, run: Run, cache: ShardCache | None) -> bytes:
     return store.read_range(run.shard, run.start, run.end - run.start)
 
 
-class VideoSamples(Sequence[Sample]):
+class FetchedVideo(Sequence[Sample]):
     """A video's frames as samples sliced lazily from the bytes of its run, by the table offsets.
 
     Slicing by offset instead of walking the tar headers touches only the frames a clip uses.
     """
 
-    def __init__(self, entry: VideoEntry, data: bytes, base: int) -> None:
+    def __init__(self, entry: IndexedVideo, data: bytes, base: int) -> None:
         self.entry, self.data, self.base = entry, data, base
 
     def __len__(self) -> int:
@@ -74,12 +74,12 @@ class VideoSamples(Sequence[Sample]):
         return {"jpg": self._member(jo, js), "png": self._member(po, ps), "json": self._member(no, ns)}
 
 
-def split_videos(run: Run, data: bytes, where: str) -> Iterator[tuple[VideoEntry, VideoSamples]]:
+def split_videos(run: Run, data: bytes, where: str) -> Iterator[tuple[IndexedVideo, FetchedVideo]]:
     """The videos of a run with their samples; each video's first `.json` is checked against the table."""
     if len(data) != run.end - run.start:
         raise OutputError(f"{where}: truncated read ({len(data)} bytes)")
     for entry in run.videos:
-        samples = VideoSamples(entry, data, run.start)
+        samples = FetchedVideo(entry, data, run.start)
         try:
             head = json.loads(samples[0]["json"])
         except ValueError:
@@ -90,8 +90,8 @@ def split_videos(run: Run, data: bytes, where: str) -> Iterator[tuple[VideoEntry
 
 
 def stream_videos(
-    store: Store, entries: Sequence[VideoEntry], cache: ShardCache | None = None, prefetch: int = 4
-) -> Iterator[tuple[VideoEntry, VideoSamples]]:
+    store: Store, entries: Sequence[IndexedVideo], cache: ShardCache | None = None, prefetch: int = 4
+) -> Iterator[tuple[IndexedVideo, FetchedVideo]]:
     """The given videos with their samples, in the given order; up to `prefetch` reads in flight."""
     todo = deque(runs(entries))
     if not todo:

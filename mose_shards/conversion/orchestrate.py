@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import manifest as manifest_mod
+from ..core import manifest as manifest_mod
+from ..core.errors import ConfigError, LayoutError, OutputError, ProblemsError
+from ..core.storage import Store
 from .config import ConvertConfig
-from .errors import ConfigError, LayoutError, OutputError, ProblemsError
 from .executors import Executor, make_executor
 from .plan import ShardPlan, fingerprint, plan_split
 from .sources import Split, discover
-from .storage import Store
 from .tasks import DONE_DIR, WORK_DIR, ShardResult, ShardTask, done_marker, run_shard
 
 log = logging.getLogger(__name__)

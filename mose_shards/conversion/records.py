@@ -11,9 +11,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..core.errors import DataError
 from . import masks as mask_ops
-from .errors import DataError
-from .sources import Frame, Video
+from .sources import Frame, SourceVideo
 
 JPEG_EOI = b"\xff\xd9"
 
@@ -58,7 +58,7 @@ def jpeg_size(data: bytes, where: str) -> tuple[int, int]:
 
 
 def build_video(
-    video: Video, jpgs: Sequence[bytes], pngs: Sequence[bytes | None], void_label: int | None
+    video: SourceVideo, jpgs: Sequence[bytes], pngs: Sequence[bytes | None], void_label: int | None
 ) -> VideoRecords:
     """Validate one video and turn it into samples and rows (shard offsets are filled in later)."""
     out = VideoRecords()
@@ -99,7 +99,12 @@ def build_video(
 
 
 def _mask_rows(
-    video: Video, index: int, frame: Frame, png: bytes | None, size: tuple[int, int], void_label: int | None
+    video: SourceVideo,
+    index: int,
+    frame: Frame,
+    png: bytes | None,
+    size: tuple[int, int],
+    void_label: int | None,
 ) -> list[dict[str, Any]]:
     if png is None:
         return []
@@ -129,7 +134,7 @@ def _mask_rows(
     ]
 
 
-def frame_json(video: Video, index: int, frame: Frame, size: tuple[int, int], has_mask: bool) -> bytes:
+def frame_json(video: SourceVideo, index: int, frame: Frame, size: tuple[int, int], has_mask: bool) -> bytes:
     """The `.json` member: scalar fields only, the same on every sample (Hugging Face infers from them)."""
     doc = {
         "split": video.split,
@@ -145,7 +150,7 @@ def frame_json(video: Video, index: int, frame: Frame, size: tuple[int, int], ha
 
 
 def _sample(
-    video: Video, index: int, frame: Frame, jpg: bytes, png: bytes | None, size: tuple[int, int]
+    video: SourceVideo, index: int, frame: Frame, jpg: bytes, png: bytes | None, size: tuple[int, int]
 ) -> tuple[str, dict[str, bytes]]:
     members = {
         "jpg": jpg,
@@ -156,7 +161,13 @@ def _sample(
 
 
 def _frame_row(
-    video: Video, index: int, frame: Frame, jpg: bytes, png: bytes | None, size: tuple[int, int], objects: int
+    video: SourceVideo,
+    index: int,
+    frame: Frame,
+    jpg: bytes,
+    png: bytes | None,
+    size: tuple[int, int],
+    objects: int,
 ) -> dict[str, Any]:
     return {
         "split": video.split,
@@ -174,7 +185,7 @@ def _frame_row(
 
 
 def _object_rows(
-    video: Video, presence: dict[int, list[tuple[int, int]]], annotated: list[int]
+    video: SourceVideo, presence: dict[int, list[tuple[int, int]]], annotated: list[int]
 ) -> list[dict[str, Any]]:
     categories = dict(video.categories)
     rows = []

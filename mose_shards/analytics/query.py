@@ -18,10 +18,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import manifest as manifest_mod
-from .errors import ConfigError, MissingDependencyError
-from .schema import TABLES, table_schema
-from .storage import StorageOptions, Store
+from ..core import manifest as manifest_mod
+from ..core.errors import ConfigError, MissingDependencyError
+from ..core.schema import TABLES, table_schema
+from ..core.storage import StorageOptions, Store
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import manifest as manifest_mod
-from .errors import OutputError
-from .schema import TABLES
-from .storage import StorageOptions, Store
-from .writers import MEMBERS
+from ..conversion.writers import MEMBERS
+from ..core import manifest as manifest_mod
+from ..core.errors import OutputError
+from ..core.schema import TABLES
+from ..core.storage import StorageOptions, Store
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import manifest as manifest_mod
-from .storage import StorageOptions
+from ..core import manifest as manifest_mod
+from ..core.storage import StorageOptions
 
 
 def describe(url: str, storage_options: StorageOptions | None = None) -> str:

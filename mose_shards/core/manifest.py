@@ -6,10 +6,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from . import __version__
 from .errors import ConfigError, OutputError
 from .schema import TABLES, schema_versions
 from .storage import StorageOptions, Store
+from .version import __version__
 
 MANIFEST = "manifest.json"
 FORMAT = "mose-shards"

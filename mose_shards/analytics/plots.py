@@ -1,4 +1,4 @@
-"""PNG charts of an output's annotations, from the Parquet tables (matplotlib, Agg, imported lazily).
+"""PNG charts of an output's annotations from the Parquet tables (matplotlib without pyplot, lazily).
 
 Per split: `<split>-objects-per-video.png`, `<split>-object-areas.png` (mask areas on a log scale
 with the COCO size thresholds) and `<split>-presence.png` (one row per object of the first videos:
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import manifest as manifest_mod
-from .errors import MissingDependencyError
+from ..core import manifest as manifest_mod
+from ..core.errors import MissingDependencyError
+from ..core.storage import StorageOptions, Store
 from .stats import LARGE_AREA, SMALL_AREA, read_table
-from .storage import StorageOptions, Store
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +29,15 @@ NO_MASK, ABSENT, VISIBLE = 0, 1, 2
 _COLOURS = ("#f2f2f2", "#f4a259", "#2a6f97")
 
 
-def _pyplot() -> Any:
+def _figure_class() -> Any:
+    """matplotlib's Figure, used without pyplot: no backend is chosen or changed for the caller (a
+    notebook keeps its own), no window opens, and figures are not kept in pyplot's global registry."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401 - the package itself, so a missing install is caught here
+        from matplotlib.figure import Figure
     except ImportError:
         raise MissingDependencyError("matplotlib", "plot") from None
-    matplotlib.use("Agg")  # files only; never a window, also without a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure
 
 
 def write_plots(
@@ -51,7 +51,7 @@ def write_plots(
     """Write the charts of every (or the given) split into a local directory; the files written."""
     store, doc = manifest_mod.read(url, storage_options)
     wanted = manifest_mod.select_splits(store, doc, splits)
-    plt = _pyplot()
+    figure = _figure_class()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -61,23 +61,20 @@ def write_plots(
             "object-areas": lambda ax, s=split: _object_areas(ax, store, doc, s),
         }
         for name, draw in charts.items():
-            fig, ax = plt.subplots(figsize=(6.4, 4.0))
-            draw(ax)
-            written.append(_save(plt, fig, out / f"{split}-{name}.png"))
+            fig = figure(figsize=(6.4, 4.0))
+            draw(fig.subplots())
+            written.append(_save(fig, out / f"{split}-{name}.png"))
         written.append(
-            _save(
-                plt, presence_figure(plt, store, doc, split, timeline_videos), out / f"{split}-presence.png"
-            )
+            _save(presence_figure(figure, store, doc, split, timeline_videos), out / f"{split}-presence.png")
         )
     return written
 
 
-def _save(plt: Any, fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     """Save atomically: a chart is either whole or absent."""
     tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
     fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)
     logger.info("plots: wrote %s", path)
     return path
@@ -134,7 +131,7 @@ def _rows(table: pa.Table, *columns: str) -> Iterable[tuple[Any, ...]]:
     return zip(*(table.column(c).to_pylist() for c in columns), strict=True)
 
 
-def presence_figure(plt: Any, store: Store, doc: dict[str, Any], split: str, videos: int) -> Any:
+def presence_figure(figure: Any, store: Store, doc: dict[str, Any], split: str, videos: int) -> Any:
     """The presence timeline of the first `videos` videos (by id) of a split."""
     import pyarrow.compute as pc
 
@@ -147,7 +144,8 @@ def presence_figure(plt: Any, store: Store, doc: dict[str, Any], split: str, vid
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    fig, ax = plt.subplots(figsize=(8.0, 1.5 + 0.22 * max(len(labels), 1)))
+    fig = figure(figsize=(8.0, 1.5 + 0.22 * max(len(labels), 1)))
+    ax = fig.subplots()
     if len(labels):
         ax.imshow(
             matrix, aspect="auto", interpolation="nearest", cmap=ListedColormap(_COLOURS), vmin=0, vmax=2

@@ -15,12 +15,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import DataError, OutputError
+from ..core.errors import DataError, OutputError
+from ..core.schema import TABLES
+from ..core.storage import Store
 from .plan import ShardPlan
 from .records import VideoRecords, build_video
-from .schema import TABLES
-from .sources import SourceReader, Video
-from .storage import Store
+from .sources import SourceReader, SourceVideo
 from .writers import ShardWriter, sha256_file, write_table
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _publish(store: Store, plan: ShardPlan, workdir: str, result: ShardResult) -
         raise OutputError(f"{store.url_of(target)}: cannot write ({reason})") from None
 
 
-def _read_video(reader: SourceReader, video: Video, void_label: int | None) -> VideoRecords:
+def _read_video(reader: SourceReader, video: SourceVideo, void_label: int | None) -> VideoRecords:
     blobs = [f.jpg for f in video.frames] + [f.png for f in video.frames if f.png is not None]
     data = reader.read_many(blobs)  # DataError naming the file that cannot be read
     jpgs = data[: len(video.frames)]

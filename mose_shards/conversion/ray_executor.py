@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from .errors import MissingDependencyError
+from ..core.errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import table_schema
+from ..core.schema import table_schema
 
 MEMBERS = ("jpg", "json", "png")  # the members of every sample, in tar order (TarWriter sorts them)
 _HEADER = 512

@@ -16,7 +16,7 @@ import logging
 import re
 from typing import Any
 
-from .storage import Store
+from ..core.storage import Store
 
 logger = logging.getLogger(__name__)
 

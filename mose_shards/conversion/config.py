@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from .errors import ConfigError
-from .masks import DEFAULT_VOID_LABEL
+from ..core.errors import ConfigError
+from ..core.maskpng import DEFAULT_VOID_LABEL
+from ..core.sizes import parse_size
 from .sources import Layout
 
 DEFAULT_SHARD_SIZE = 128 * 1000**2
 ON_ERROR = ("strict", "skip")
 LAYOUT_KEYS = ("images_dir", "masks_dir", "resolution", "meta_file", "split_lists")
 EXECUTORS = ("local", "ray")
-
-_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
-          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}  # fmt: skip
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
 @dataclass(frozen=True)
@@ -66,17 +62,6 @@ class ConvertConfig:
         }
 
 
-def parse_size(text: str | int) -> int:
-    """'128MB' -> 128000000, '1GiB' -> 1073741824, '5000' -> 5000."""
-    if isinstance(text, int):
-        return text
-    match = _SIZE.match(text)
-    unit = match.group(2).upper() if match else ""
-    if not match or unit not in _UNITS:
-        raise ConfigError(f"not a byte size: {text!r} (examples: 128MB, 1GiB, 500000)")
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
 def parse_void_label(text: str | int | None) -> int | None:
     if text is None or (isinstance(text, str) and text.lower() == "none"):
         return None
@@ -91,11 +76,11 @@ def default_workers() -> int:
 
 
 def pipelines_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "pipelines", here.parent / "pipelines"):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "pipelines", package.parent / "pipelines"):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"pipelines/ not found next to {here}")
+    raise FileNotFoundError(f"pipelines/ not found next to {package}")
 
 
 def pipeline_names() -> list[str]:

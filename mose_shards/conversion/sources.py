@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import DataError, LayoutError
-from .storage import StorageOptions, is_local, url_to_fs
+from ..core.errors import DataError, LayoutError
+from ..core.storage import StorageOptions, is_local, url_to_fs
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class Video:
+class SourceVideo:
     split: str
     video_id: str
     frames: tuple[Frame, ...]
@@ -72,7 +72,7 @@ class Video:
 @dataclass
 class Split:
     name: str
-    videos: list[Video] = field(default_factory=list)
+    videos: list[SourceVideo] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (video_id, "file: problem")
 
 
@@ -252,7 +252,7 @@ def _build_splits(
                 split.problems += [(video_id, p) for p in video_problems]
                 continue
             cats = tuple(sorted(categories.get(name, {}).get(video_id, {}).items()))
-            split.videos.append(Video(name, video_id, frames, cats))
+            split.videos.append(SourceVideo(name, video_id, frames, cats))
     return [splits[name] for name in sorted(splits)]
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import ConfigError, MoseShardsError, ProblemsError
+from ..core.errors import ConfigError, MoseShardsError, ProblemsError
+from ..core.version import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -119,7 +119,7 @@ def _output_command(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentPars
 
 
 def _register_convert(sub: Any) -> None:
-    from .config import DEFAULT_SHARD_SIZE, pipeline_names
+    from ..conversion.config import DEFAULT_SHARD_SIZE, pipeline_names
 
     p = sub.add_parser(
         "convert",
@@ -161,8 +161,8 @@ def _register_convert(sub: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .config import default_workers, from_pipeline, parse_size, parse_void_label
-    from .conversion import convert
+    from ..conversion.config import default_workers, from_pipeline, parse_size, parse_void_label
+    from ..conversion.orchestrate import convert
 
     given: dict[str, Any] = {
         "shard_size": parse_size(args.shard_size) if args.shard_size else None,
@@ -243,7 +243,7 @@ def _register_info(sub: Any) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .info import describe
+    from ..tools.info import describe
 
     print(describe(args.output, _storage_options(args.storage_option)))
     return EXIT_OK
@@ -272,11 +272,11 @@ def _register_demo(sub: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .config import from_pipeline, parse_size
-    from .conversion import convert
-    from .info import describe
-    from .synth import SynthSpec, generate
-    from .synth import parse_size as parse_frame_size
+    from ..conversion.config import from_pipeline, parse_size
+    from ..conversion.orchestrate import convert
+    from ..synth import SynthSpec, generate
+    from ..synth import parse_size as parse_frame_size
+    from ..tools.info import describe
 
     root = Path(args.directory)
     try:
@@ -323,14 +323,14 @@ def _register_stats(sub: Any) -> None:
 def cmd_stats(args: argparse.Namespace) -> int:
     import json
 
-    from .stats import DEFAULT_FPS, compute, format_text
+    from ..analytics.stats import DEFAULT_FPS, compute, format_text
 
     options = _storage_options(args.storage_option)
     fps = DEFAULT_FPS if args.fps is None else args.fps
     result = compute(args.output, options, splits=args.splits, fps=fps)
     print(json.dumps(result, indent=2) if args.json else format_text(result))
     if args.plot:
-        from .plots import write_plots
+        from ..analytics.plots import write_plots
 
         written = write_plots(args.output, args.plot, options, splits=args.splits)
         print(f"wrote {len(written)} charts to {args.plot}", file=sys.stderr)
@@ -356,7 +356,7 @@ def _register_query(sub: Any) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from .query import format_result, query
+    from ..analytics.query import format_result, query
 
     table = query(args.output, args.sql, _storage_options(args.storage_option))
     print(format_result(table, args.format))
@@ -380,7 +380,7 @@ def _register_verify(sub: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from ..tools.verify import verify
 
     with _ProgressBar(disabled=args.quiet, desc="verify", unit="shard") as bar:
         report = verify(args.output, _storage_options(args.storage_option), progress=bar.step)
@@ -408,7 +408,7 @@ def _register_export(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from ..tools.export import export
 
     options = _storage_options(args.storage_option)
     with _ProgressBar(disabled=args.quiet, desc="export") as bar:

@@ -26,11 +26,11 @@ _LIST = re.compile(r"^list<(\w+)>$")
 
 def schemas_dir() -> Path:
     """The folder holding the schema files: inside the wheel, or at the top of a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "schemas", here.parent / "schemas"):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "schemas", package.parent / "schemas"):
         if (candidate / "manifest.json").is_file():
             return candidate
-    raise FileNotFoundError(f"schemas/ not found next to {here}")
+    raise FileNotFoundError(f"schemas/ not found next to {package}")
 
 
 def parse_type(text: str) -> pa.DataType:

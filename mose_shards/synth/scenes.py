@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from mose_shards.errors import ConfigError
+from ..core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import manifest as manifest_mod
-from .errors import OutputError
-from .storage import StorageOptions, Store
+from ..core import manifest as manifest_mod
+from ..core.errors import OutputError
+from ..core.storage import StorageOptions, Store
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .masks import PLACEHOLDER_PNG
+from ..core.maskpng import PLACEHOLDER_PNG
+from ..core.schema import TABLES
 from .records import sample_key
-from .schema import TABLES
-from .sources import Video
+from .sources import SourceVideo
 from .writers import archive_overhead, member_cost
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class ShardPlan:
 
     split: str
     index: int
-    videos: tuple[Video, ...]
+    videos: tuple[SourceVideo, ...]
     estimated_bytes: int
 
     @property
@@ -49,7 +49,7 @@ class ShardPlan:
         return sum(len(v.frames) for v in self.videos)
 
 
-def video_cost(video: Video) -> int:
+def video_cost(video: SourceVideo) -> int:
     """Upper bound of the bytes a video takes in a shard."""
     total = 0
     for frame in video.frames:
@@ -60,13 +60,13 @@ def video_cost(video: Video) -> int:
     return total
 
 
-def plan_split(split: str, videos: Iterable[Video], shard_size: int) -> list[ShardPlan]:
+def plan_split(split: str, videos: Iterable[SourceVideo], shard_size: int) -> list[ShardPlan]:
     """Fill shards in video-id order, starting a new one when the next video would pass the cap.
 
     A video larger than the cap gets a shard of its own (a video never spans two shards).
     """
     plans: list[ShardPlan] = []
-    current: list[Video] = []
+    current: list[SourceVideo] = []
     size = archive_overhead()
     oversized: list[tuple[int, str]] = []
     for video in sorted(videos, key=lambda v: v.video_id):

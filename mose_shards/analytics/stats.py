@@ -28,10 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from . import manifest as manifest_mod
-from .errors import ConfigError
-from .schema import table_schema
-from .storage import StorageOptions, Store
+from ..core import manifest as manifest_mod
+from ..core.errors import ConfigError
+from ..core.schema import table_schema
+from ..core.storage import StorageOptions, Store
 
 logger = logging.getLogger(__name__)
 

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as coco_mask
 
-DEFAULT_VOID_LABEL = 255
-_MASK_MODES = ("P", "L")
+from ..core.maskpng import DEFAULT_VOID_LABEL, PLACEHOLDER_PNG, decode_mask, object_ids
 
-# A 1x1 grayscale PNG whose only pixel is 255 (the DAVIS void label): the `.png` member of a frame that
-# has no annotation, so that every sample of every shard has the same members (README, "Members").
-# Its size can never match a real frame, so no consumer can mistake it for a mask.
-PLACEHOLDER_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b550000000a49444154789c63f80f00"
-    "01010100b138f6140000000049454e44ae426082"
-)
+__all__ = ["DEFAULT_VOID_LABEL", "PLACEHOLDER_PNG", "MaskInfo", "ObjectMask", "analyze", "decode_rle"]
 
 
 @dataclass(frozen=True)
@@ -36,25 +27,6 @@ class MaskInfo:
     width: int
     height: int
     objects: tuple[ObjectMask, ...]
-
-
-def decode_mask(data: bytes) -> np.ndarray:
-    """Decode a palette or grayscale PNG into its HxW uint8 id map; ValueError for other modes."""
-    with Image.open(io.BytesIO(data)) as img:
-        if img.mode not in _MASK_MODES:
-            raise ValueError(
-                f"mask is a {img.mode} image; expected a palette (P) or grayscale (L) PNG of object ids"
-            )
-        return np.asarray(img)
-
-
-def object_ids(ids: np.ndarray, void_label: int | None) -> list[int]:
-    """Ids present in an id map: every non-zero value except the void label."""
-    counts = np.bincount(ids.ravel(), minlength=256)
-    counts[0] = 0
-    if void_label is not None:
-        counts[void_label] = 0
-    return [int(i) for i in np.flatnonzero(counts)]
 
 
 def analyze(data: bytes, void_label: int | None = DEFAULT_VOID_LABEL) -> MaskInfo:
