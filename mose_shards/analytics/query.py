@@ -1,9 +1,5 @@
-"""SQL over an output's tables: DuckDB views `videos`, `frames`, `masks`, `objects`.
-
-Each view reads the Parquet parts the manifest lists, every split at once (each table has a `split`
-column). Local outputs are read by DuckDB directly; any other fsspec URL (s3://, gs://, memory://, ...)
-goes through the output's own fsspec filesystem, registered with DuckDB, because DuckDB's network
-extensions cannot be assumed to be downloadable.
+"""SQL over an output's tables: DuckDB views `videos`, `frames`, `masks`, `objects` (see core/views.py),
+every split at once (each table has a `split` column), and the result formats of `mose-shards query`.
 """
 
 from __future__ import annotations
@@ -11,66 +7,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
-from ..core import manifest as manifest_mod
-from ..core.errors import ConfigError, MissingDependencyError
-from ..core.schema import TABLES, table_schema
-from ..core.storage import StorageOptions, Store
+from ..core.errors import ConfigError
+from ..core.storage import StorageOptions
+from ..core.views import connect, duckdb_module, first_line
 
-logger = logging.getLogger(__name__)
+__all__ = ["FORMATS", "connect", "format_result", "query"]
 
-FORMATS = ("table", "csv", "json")
-
-
-def _duckdb() -> Any:
-    try:
-        import duckdb
-    except ImportError:
-        raise MissingDependencyError("duckdb", "query") from None
-    return duckdb
-
-
-def connect(
-    url: str, storage_options: StorageOptions | None = None, *, splits: Iterable[str] | None = None
-) -> Any:
-    """An in-memory DuckDB connection with the four tables of the output at url as views."""
-    duckdb = _duckdb()
-    store, doc = manifest_mod.read(url, storage_options)
-    wanted = manifest_mod.select_splits(store, doc, splits)
-    con = duckdb.connect()
-    if not store.local:
-        con.register_filesystem(store.fs)
-    for table in TABLES:
-        parts = [_location(store, rel) for split in wanted for rel in doc["splits"][split]["tables"][table]]
-        if parts:
-            listed = ", ".join(_literal(p) for p in parts)
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}])")
-        else:  # no part anywhere: an empty view that still has every column
-            con.register(f"_empty_{table}", table_schema(table).empty_table())
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
-    logger.info("query: views over %s (%s)", store.url, ", ".join(wanted))
-    return con
-
-
-def _location(store: Store, rel: str) -> str:
-    """The path DuckDB opens: local as is, else a URL with the registered filesystem's protocol."""
-    path = store.path(rel)
-    return path if store.local else str(store.fs.unstrip_protocol(path))
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+FORMATS = ("table", "csv", "json", "video-list")
 
 
 def query(url: str, sql: str, storage_options: StorageOptions | None = None) -> pa.Table:
     """Run one SQL statement against the output's views; ConfigError for SQL DuckDB rejects."""
-    duckdb = _duckdb()
+    duckdb = duckdb_module()
     con = connect(url, storage_options)
     try:
         result = con.sql(sql)
@@ -81,16 +34,17 @@ def query(url: str, sql: str, storage_options: StorageOptions | None = None) -> 
         table: pa.Table = fetch()
         return table
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ConfigError(f"query failed: {first}") from None
+        raise ConfigError(f"query failed: {first_line(exc)}") from None
     finally:
         con.close()
 
 
 def format_result(table: pa.Table, fmt: str = "table") -> str:
-    """Rows as an aligned text table, CSV (lists as JSON) or a JSON array of objects."""
+    """Rows as an aligned text table, CSV (lists as JSON), a JSON array of objects, or a video list."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if fmt == "video-list":
+        return "\n".join(video_list(table))
     rows = [[_plain(v) for v in row.values()] for row in table.to_pylist()]
     if fmt == "json":
         return json.dumps([dict(zip(table.column_names, r, strict=True)) for r in rows], ensure_ascii=False)
@@ -101,6 +55,14 @@ def format_result(table: pa.Table, fmt: str = "table") -> str:
         writer.writerows([[_cell(v, csv_mode=True) for v in r] for r in rows])
         return buffer.getvalue().rstrip("\n")
     return _text_table(table.column_names, [[_cell(v) for v in r] for r in rows])
+
+
+def video_list(table: pa.Table) -> list[str]:
+    """The distinct `video_id` values of a result, in result order: a file for `Source(videos=)`."""
+    if "video_id" not in table.column_names:
+        have = ", ".join(table.column_names) or "none"
+        raise ConfigError(f"--format video-list needs a video_id column; the result has: {have}")
+    return list(dict.fromkeys(str(v) for v in table.column("video_id").to_pylist() if v is not None))
 
 
 def _plain(value: Any) -> Any:

@@ -348,10 +348,16 @@ def _register_query(sub: Any) -> None:
         description="Run one SQL statement with the views videos, frames, masks and objects (every split; "
         "each has a split column) over the Parquet tables of OUT, local or any fsspec URL.",
         epilog='examples:\n  mose-shards query out/ "select split, count(*) from masks group by split"\n'
-        '  mose-shards query out/ "select * from objects where reappears" --format csv\n',
+        '  mose-shards query out/ "select * from objects where reappears" --format csv\n'
+        '  mose-shards query out/ "select video_id from objects where reappears" --format video-list\n',
     )
     p.add_argument("sql", metavar="SQL")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "video-list"),
+        default="table",
+        help="output format; video-list: the distinct video_id values, one per line (for Source(videos=))",
+    )
     p.set_defaults(func=cmd_query)
 
 
@@ -359,7 +365,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ..analytics.query import format_result, query
 
     table = query(args.output, args.sql, _storage_options(args.storage_option))
-    print(format_result(table, args.format))
+    text = format_result(table, args.format)
+    if text:  # an empty video list prints nothing, not an empty line
+        print(text)
     return EXIT_OK
 
 
