@@ -9,7 +9,7 @@ import pytest
 from mose_shards.conversion.config import ConvertConfig
 from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate
-from tests.s3server import s3_converted, s3_server  # noqa: F401 - registers the SeaweedFS fixtures
+from tests.s3server import s3_converted, s3_server, s3_server_b  # noqa: F401 - registers the SeaweedFS fixtures
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 

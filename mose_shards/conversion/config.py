@@ -38,6 +38,18 @@ class ConvertConfig:
     overwrite: bool = False
     dataset_card: bool = False
     storage_options: dict[str, Any] = field(default_factory=dict)
+    source_options: dict[str, Any] = field(default_factory=dict)
+    output_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source_storage(self) -> dict[str, Any]:
+        """fsspec options for reading SRC: `storage_options`, then `source_options` on top (they win)."""
+        return {**self.storage_options, **self.source_options}
+
+    @property
+    def output_storage(self) -> dict[str, Any]:
+        """fsspec options for writing OUT: `storage_options`, then `output_options` on top (they win)."""
+        return {**self.storage_options, **self.output_options}
 
     def __post_init__(self) -> None:
         if self.shard_size <= 0:

@@ -73,14 +73,14 @@ def convert(
     """Convert `config.source` into `config.output`; raises MoseShardsError subclasses for bad input."""
     started = time.monotonic()
     notify = progress or (lambda *_: None)
-    store = Store(config.output, config.storage_options)
-    splits = _select(discover(config.source, config.storage_options, config.layout), config.splits)
+    store = Store(config.output, config.output_storage)
+    splits = _select(discover(config.source, config.source_storage, config.layout), config.splits)
     skipped = _early_problems(splits, config.on_error)
     plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
     total = sum(p.frames for p in plans)
     notify("plan", sum(len(p.videos) for p in plans), len(plans))
     if _prepare(store, config, fingerprint(plans, config.byte_options())):
-        existing = manifest_mod.read(store.url, config.storage_options)[1]
+        existing = manifest_mod.read(store.url, config.output_storage)[1]
         return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
     _clean_leftovers(store)
     results = _finished(store, plans, strict=config.on_error == "strict")
@@ -237,5 +237,6 @@ def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
         output=config.output,
         void_label=config.void_label,
         on_error=config.on_error,
-        storage_options=dict(config.storage_options),
+        source_options=config.source_storage,
+        output_options=config.output_storage,
     )

@@ -36,7 +36,8 @@ class ShardTask:
     output: str
     void_label: int | None
     on_error: str = "strict"
-    storage_options: dict[str, Any] = field(default_factory=dict)
+    source_options: dict[str, Any] = field(default_factory=dict)
+    output_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def done_marker(plan: ShardPlan) -> str:
 
 def run_shard(task: ShardTask) -> ShardResult:
     """Build one shard; in strict mode a broken video fails the task with every problem found."""
-    store = Store(task.output, task.storage_options)
+    store = Store(task.output, task.output_options)
     staging = store.staging_dir()
     if staging:
         os.makedirs(staging, exist_ok=True)
@@ -88,7 +89,7 @@ def _build(task: ShardTask, store: Store, workdir: str) -> ShardResult:
     skipped: list[dict[str, str]] = []
     errors: list[str] = []
     tar_path = os.path.join(workdir, "shard.tar")
-    with SourceReader(task.source, task.storage_options) as reader, ShardWriter(path=tar_path) as writer:
+    with SourceReader(task.source, task.source_options) as reader, ShardWriter(path=tar_path) as writer:
         for video in plan.videos:
             try:
                 records = _read_video(reader, video, task.void_label)
