@@ -18,7 +18,7 @@ PINNED = {
     ".mose-shards/done/train-000001.json": "3e2efcf87c59f44c816820e542e77c6d7b07a6cf195e4db2c8080c6e4e7b5afb",
     ".mose-shards/done/valid-000000.json": "207c18d3c6a0ac4dc8bcfd70fa01414d200be8439a40faf5b23052e96b17dc6b",
     ".mose-shards/done/valid-000001.json": "823e14172ef2299eb914b5286344413d554c6d30957c9207856f6b0be61e7a13",
-    ".mose-shards/plan.json": "fb62151b03c38fb9d762646873396c6c2d9ba5f756f2301fda0f16bfe3326b61",
+    ".mose-shards/plan.json": "9eb4ebc2218bf2d37c35c432d6b1f44e6cc739ffcc0d68678fcfbd9ec18b3820",
     "manifest.json": "e618b5d8930235216d39da15e392d40c0304e40ba783e1484dc37895d00a4bb4",
     "shards/train/train-000000.tar": "ffa17a575ff1b6ae7b57f5d489237528b6d07876791d88df6221421bdbdeca40",
     "shards/train/train-000001.tar": "e1cc2779ec9ae63707936e00afa175c8110384382147dfe632ad46f23d42f7e9",
@@ -43,6 +43,14 @@ PINNED = {
 }
 
 
+def normalised_plan(path: Path) -> bytes:
+    """plan.json with its fingerprint replaced: since issue 12 the fingerprint covers each source
+    file's mtime, which differs on every generation of the demo tree (the options stay pinned)."""
+    plan = json.loads(path.read_text())
+    plan["fingerprint"] = "<FINGERPRINT>"
+    return json.dumps(plan, indent=2, sort_keys=True).encode()
+
+
 def normalised_manifest(path: Path) -> bytes:
     """The manifest with its absolute source path replaced, so the hash does not depend on tmp_path."""
     manifest = json.loads(path.read_text())
@@ -57,6 +65,11 @@ def test_demo_conversion_bytes_are_pinned(tmp_path: Path) -> None:
     got = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         rel = path.relative_to(out).as_posix()
-        data = normalised_manifest(path) if rel == "manifest.json" else path.read_bytes()
+        if rel == "manifest.json":
+            data = normalised_manifest(path)
+        elif rel == ".mose-shards/plan.json":
+            data = normalised_plan(path)
+        else:
+            data = path.read_bytes()
         got[rel] = hashlib.sha256(data).hexdigest()
     assert got == PINNED

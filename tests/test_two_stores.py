@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mose_shards.cli import main
-from mose_shards.storage import Store
+from mose_shards.core.storage import Store
 from tests.conftest import SMALL_SHARD
 from tests.s3server import S3Server
 

@@ -14,8 +14,10 @@ built again, so its problems are reported instead of silently reused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import Any
 
 from ..core import manifest as manifest_mod
 from ..core.errors import ConfigError, LayoutError, OutputError, ProblemsError
-from ..core.storage import Store
+from ..core.storage import Store, url_to_fs, version_of
 from .config import ConvertConfig
 from .executors import Executor, make_executor
 from .plan import ShardPlan, fingerprint, plan_split
@@ -79,7 +81,7 @@ def convert(
     plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
     total = sum(p.frames for p in plans)
     notify("plan", sum(len(p.videos) for p in plans), len(plans))
-    if _prepare(store, config, fingerprint(plans, config.byte_options())):
+    if _prepare(store, config, fingerprint(plans, config.byte_options(), _inputs(config, splits))):
         existing = manifest_mod.read(store.url, config.output_storage)[1]
         return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
     _clean_leftovers(store)
@@ -114,6 +116,23 @@ def convert(
         write_card(store, doc)
     manifest_mod.write(store, doc)
     return ConvertResult(doc, len(plans) - reused, reused, time.monotonic() - started)
+
+
+def _inputs(config: ConvertConfig, splits: list[Split]) -> list[str]:
+    """What the fingerprint needs beyond the frames: each small file's content digest (meta.json,
+    split lists) and each archive's size and version (ETag or mtime)."""
+    fs, _ = url_to_fs(config.source, config.source_storage)
+    items = []
+    for split in splits:
+        for blob in split.small_files:
+            end = None if blob.offset is None else blob.offset + blob.size
+            data = fs.cat_file(blob.path, start=blob.offset, end=end)
+            items.append(f"{split.name}:{posixpath.basename(str(blob))}:{hashlib.sha256(data).hexdigest()}")
+    archives = {v.frames[0].jpg.path for s in splits for v in s.videos if v.frames[0].jpg.offset is not None}
+    for path in sorted(archives):
+        info = fs.info(path)
+        items.append(f"{posixpath.basename(path)}:{info.get('size')}:{version_of(info)}")
+    return items
 
 
 def _select(splits: list[Split], wanted: tuple[str, ...] | None) -> list[Split]:
@@ -197,7 +216,11 @@ def _finished(store: Store, plans: list[ShardPlan], strict: bool) -> dict[str, S
     for plan in plans:
         if f"{plan.name}.json" not in names:
             continue
-        result = ShardResult.from_json(store.read(done_marker(plan)))
+        try:
+            result = ShardResult.from_json(store.read(done_marker(plan)))
+        except (ValueError, TypeError, KeyError) as exc:  # a crash mid-write without atomic rename
+            log.warning("%s: unreadable done marker (%s); building it again", plan.name, exc)
+            continue
         if strict and result.skipped:
             continue  # made under --on-error skip: build it again so strict mode reports its problems
         if sizes.get(result.path) != result.bytes or any(

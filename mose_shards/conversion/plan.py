@@ -90,14 +90,21 @@ def plan_split(split: str, videos: Iterable[SourceVideo], shard_size: int) -> li
     return plans
 
 
-def fingerprint(plans: Iterable[ShardPlan], options: dict[str, Any]) -> str:
-    """A digest of the plan and of the options that shape the bytes: a rerun must match it."""
+def fingerprint(plans: Iterable[ShardPlan], options: dict[str, Any], inputs: Iterable[str] = ()) -> str:
+    """A digest of the plan and of the options that shape the bytes: a rerun must match it.
+
+    Per frame it covers the name, the size and the version the listing gave (ETag or mtime), so an
+    in-place edit of the same size is seen; `inputs` adds what the frames do not show (the content
+    digest of small files such as meta.json, the size and version of an archive).
+    """
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    for item in inputs:
+        digest.update(f"\n<{item}>".encode())
     for plan in plans:
         digest.update(f"\n{plan.name}".encode())
         for video in plan.videos:
             digest.update(f"|{video.video_id}".encode())
             for frame in video.frames:
-                png = frame.png.size if frame.png else -1
-                digest.update(f",{frame.name}:{frame.jpg.size}:{png}".encode())
+                png = f"{frame.png.size}:{frame.png.version}" if frame.png else "-1"
+                digest.update(f",{frame.name}:{frame.jpg.size}:{frame.jpg.version}:{png}".encode())
     return digest.hexdigest()

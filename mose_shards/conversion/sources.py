@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.errors import DataError, LayoutError
-from ..core.storage import StorageOptions, is_local, url_to_fs
+from ..core.storage import StorageOptions, is_local, url_to_fs, version_of
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class Blob:
     size: int
     offset: int | None = None  # data offset inside the archive
     display: str = ""  # the name used in messages
+    version: str = ""  # ETag or mtime from the listing (storage.version_of); '' inside an archive
 
     def __str__(self) -> str:
         return self.display or self.path
@@ -74,6 +75,7 @@ class Split:
     name: str
     videos: list[SourceVideo] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (video_id, "file: problem")
+    small_files: list[Blob] = field(default_factory=list)  # read at discovery: meta.json, split lists
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,9 @@ def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: 
     videos = {v.video_id: v for split in found for v in split.videos}
     problems = {v: p for split in found for v, p in split.problems}
     out = []
+    metas = [b for split in found for b in split.small_files]
     for name, blob in sorted(lists.items()):
-        split = Split(name)
+        split = Split(name, small_files=[blob, *metas])
         for video_id in dict.fromkeys(fs.cat_file(blob.path).decode().split()):
             if video_id in videos:
                 split.videos.append(replace(videos[video_id], split=name))
@@ -153,7 +156,8 @@ def _dir_entries(fs: Any, root: str, url: str) -> Iterator[_Entry]:
             continue
         rel = path[len(prefix) :]
         is_dir = info.get("type") == "directory"
-        blob = None if is_dir else Blob(path, int(info["size"]), None, f"{url.rstrip('/')}/{rel}")
+        display = f"{url.rstrip('/')}/{rel}"
+        blob = None if is_dir else Blob(path, int(info["size"]), None, display, version_of(info))
         yield _Entry(rel, blob)
 
 
@@ -228,7 +232,10 @@ def _group(
         files[(split, kind, rest[0])][rest[1]] = entry.blob
     for split, kind, video in dirs:
         files.setdefault((split, kind, video), {})
-    return _build_splits(files, problems, origin, {s: read_categories(fs, b) for s, b in metas.items()})
+    built = _build_splits(files, problems, origin, {s: read_categories(fs, b) for s, b in metas.items()})
+    for found in built:
+        found.small_files += [metas[found.name]] if found.name in metas else []
+    return built
 
 
 def _build_splits(

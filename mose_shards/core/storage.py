@@ -49,6 +49,25 @@ def is_local(fs: Any) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def version_of(info: Mapping[str, Any]) -> str:
+    """What tells one version of a file from another in a listing: the ETag where the store has one
+    (S3, GCS, Azure), else the modification time; '' when the store gives neither (plain HTTP)."""
+    for key in ("ETag", "etag", "md5Hash", "mtime", "LastModified", "last_modified", "updated"):
+        value = info.get(key)
+        if value:
+            return str(value)
+    return ""
+
+
+def fsync_path(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """Flush a local file (or a folder's entries, after a rename) to the disk."""
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def join(base: str, *parts: str) -> str:
     """Join URL or path segments with '/', whatever the filesystem."""
     out = base.rstrip("/")
@@ -126,23 +145,31 @@ class Store:
 
     @_denied_as_output_error
     def write(self, rel: str, data: bytes) -> None:
-        """Write a whole file atomically."""
+        """Write a whole file atomically; locally it is on the disk (fsynced) when this returns."""
         target = self.path(rel)
         if self.local:
             tmp = _local_tmp(target)
             with open(tmp, "wb") as fh:
                 fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, target)
+            fsync_path(os.path.dirname(target), directory=True)
         else:
             self.fs.pipe_file(target, data)
 
     @_denied_as_output_error
     def upload(self, local_file: str | os.PathLike[str], rel: str) -> None:
-        """Move or copy a finished local file into place atomically; the local file is consumed."""
+        """Move or copy a finished local file into place atomically; the local file is consumed.
+
+        Locally the bytes and the new name are fsynced before this returns: a done marker written
+        after it never describes a file that a power loss could leave full of zeros."""
         target = self.path(rel)
         if self.local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+            fsync_path(local_file)
             os.replace(local_file, target)
+            fsync_path(os.path.dirname(target), directory=True)
         else:
             self.fs.put_file(os.fspath(local_file), target)
             os.unlink(local_file)
