@@ -15,12 +15,12 @@ import numpy as np
 
 from ..core import manifest
 from ..core.errors import ConfigError
-from ..core.maskpng import object_ids
 from ..core.storage import StorageOptions, Store
 from .cache import DEFAULT_LIMIT, ShardCache
-from .decode import decode_frame_mask, decode_image, keep_objects
+from .decode import check_short_side, decode_frame_mask, decode_image, keep_objects
 from .distribution import EpochSchedule, Item, epoch_plan, rank_counts
 from .index import IndexedVideo, load_videos
+from .objects import FrameObjects, frame_objects
 from .sampling import ClipOptions, choose_objects, clip_count, item_rng, sample_positions
 from .stream import FetchedVideo, stream_videos
 
@@ -60,7 +60,8 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
     """Clips of `clip_length` frames (or, with None, each whole video once, in order) of one split.
 
     Items are dicts: video_id, frame_names, frame_indices, images (HxWx3 uint8), masks (HxW uint8 or
-    None), object_ids, reversed, padding, and worker/index (for `mark_consumed`).
+    None), object_ids, reversed, padding, and worker/index (for `mark_consumed`). With `short_side`,
+    frames and masks are decoded so that their shorter side is exactly that many pixels.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         clips_per_video: int = 1,
         pad: bool | None = None,
         prefetch: int = 4,
+        short_side: int | None = None,
     ) -> None:
         self.url = url
         self.split = split
@@ -98,10 +100,12 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             )
         self.pad = clip_length is not None if pad is None else pad
         self.prefetch = prefetch
+        self.short_side = check_short_side(short_side)  # decode at training size (decode.py)
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
         store, doc = manifest.read(url, self.storage_options)
         self.void_label: int | None = doc["options"]["void_label"]
         self.videos: list[IndexedVideo] = load_videos(store, doc, split)
+        self.objects: dict[str, FrameObjects] = frame_objects(store, doc, split, self.videos)
         self.counts = [clip_count(v.num_objects, self.options) for v in self.videos]
         if not any(self.counts):
             raise ConfigError(f"{url}: no video of split {split!r} fits a clip of {clip_length} frames")
@@ -212,20 +216,20 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         """Decode one clip (or the whole video) from the samples of its video."""
         rng = item_rng(self.seed, self.epoch, entry.video_id, item.clip)
         positions, reversed_ = sample_positions(entry.num_objects, self.options, rng)
-        masks = [decode_frame_mask(samples[p]["png"], entry.has_mask[p]) for p in positions]
+        objects = self.objects[entry.video_id]  # per frame, from the masks table: no pixel scan
+        masks = [decode_frame_mask(samples[p]["png"], entry.has_mask[p], self.short_side) for p in positions]
         if self.options.clip_length is None:
-            ids = sorted({i for m in masks if m is not None for i in object_ids(m, self.void_label)})
+            ids = sorted({i for p in positions for i in objects[p]})
         else:
-            first = masks[0]
-            assert first is not None  # anchors have objects, so a mask
-            ids = choose_objects(object_ids(first, self.void_label), self.options.max_objects, rng)
-            masks = [None if m is None else keep_objects(m, ids, self.void_label) for m in masks]
+            ids = choose_objects(list(objects[positions[0]]), self.options.max_objects, rng)
+            masks = [None if m is None else keep_objects(m, ids, self.void_label, objects[p])
+                     for m, p in zip(masks, positions, strict=True)]  # fmt: skip
         return {
             "split": self.split,
             "video_id": entry.video_id,
             "frame_names": [entry.frame_names[p] for p in positions],
             "frame_indices": positions,
-            "images": [decode_image(samples[p]["jpg"]) for p in positions],
+            "images": [decode_image(samples[p]["jpg"], self.short_side) for p in positions],
             "masks": masks,
             "object_ids": ids,
             "reversed": reversed_,

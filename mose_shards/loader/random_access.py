@@ -11,7 +11,7 @@ from typing import Any
 from ..core import manifest
 from ..core.errors import ConfigError
 from ..core.storage import StorageOptions
-from .decode import decode_frame_mask, decode_image
+from .decode import check_short_side, decode_frame_mask, decode_image
 from .index import COLUMNS, read_tables
 
 Row = dict[str, Any]
@@ -48,8 +48,12 @@ class FrameReader:
             f"{self.store.url}: no frame {frame_index} of video {video_id!r} in {', '.join(splits)}"
         )
 
-    def read(self, video_id: str, frame_index: int, split: str | None = None) -> dict[str, Any]:
-        """{split, video_id, frame_index, frame_name, image (HxWx3 uint8), mask (HxW uint8 or None)}."""
+    def read(
+        self, video_id: str, frame_index: int, split: str | None = None, short_side: int | None = None
+    ) -> dict[str, Any]:
+        """{split, video_id, frame_index, frame_name, image (HxWx3 uint8), mask (HxW uint8 or None)};
+        with `short_side`, image and mask are resized so that their shorter side is that size."""
+        check_short_side(short_side)
         name, row = self.locate(video_id, frame_index, split)
         start = min(row["jpg_offset"], row["png_offset"])
         end = max(row["jpg_offset"] + row["jpg_size"], row["png_offset"] + row["png_size"])
@@ -61,8 +65,8 @@ class FrameReader:
             "video_id": video_id,
             "frame_index": frame_index,
             "frame_name": row["frame_name"],
-            "image": decode_image(jpg),
-            "mask": decode_frame_mask(png, bool(row["has_mask"])),
+            "image": decode_image(jpg, short_side),
+            "mask": decode_frame_mask(png, bool(row["has_mask"]), short_side),
         }
 
 
@@ -72,6 +76,7 @@ def read_frame(
     frame_index: int,
     split: str | None = None,
     storage_options: StorageOptions | None = None,
+    short_side: int | None = None,
 ) -> dict[str, Any]:
     """One frame and its mask (None without annotation); for many frames keep a FrameReader."""
-    return FrameReader(url, storage_options).read(video_id, frame_index, split)
+    return FrameReader(url, storage_options).read(video_id, frame_index, split, short_side)
