@@ -35,6 +35,10 @@ class OutputError(MoseShardsError, OSError):
     """The output cannot be read or written (missing manifest, damaged shard)."""
 
 
+class MissingMaskError(MoseShardsError, LookupError):
+    """A mask was asked for a frame that has none (or a frame the video does not have)."""
+
+
 class MissingDependencyError(MoseShardsError, ImportError):
     """An optional dependency is not installed; the message carries the install hint."""
 

@@ -2,51 +2,172 @@
 
 The `frames` table gives each member's offset; a frame's `.jpg`, `.json` and `.png` are adjacent in
 the tar, so a single GET covers them. The shard itself is never downloaded.
+
+The table is held per split as a few numpy columns (`SplitFrames`, tens of bytes per frame rather
+than a dict per row), read on first use. `shared_reader` keeps one `FrameReader` per output and
+process, so every consumer in a process (the SAM 2 adapter, its iopath handler, direct reads) loads
+the index once; a reader pickles as its URL and options alone and reloads lazily where it lands.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..core import manifest
-from ..core.errors import ConfigError
-from ..core.storage import StorageOptions
+from ..core.errors import ConfigError, OutputError
+from ..core.storage import StorageOptions, Store
 from .decode import check_short_side, decode_frame_mask, decode_image
-from .index import COLUMNS, read_tables
+from .index import COLUMNS, split_entry
 
 Row = dict[str, Any]
+MEMBERS = ("jpg_offset", "jpg_size", "png_offset", "png_size", "json_offset", "json_size")
+
+
+@dataclass(frozen=True)
+class SplitFrames:
+    """One split's frames table, columnar: a video's rows are contiguous and in frame order."""
+
+    split: str
+    videos: dict[str, range]  # video id -> its rows, in sorted id order
+    frame_names: np.ndarray  # per row, str
+    has_mask: np.ndarray  # bool
+    num_objects: np.ndarray  # int32
+    shard_ids: np.ndarray  # int32, into `shards`
+    shards: tuple[str, ...]  # relative to the output root
+    members: np.ndarray  # int64 [rows, 6]: MEMBERS
+
+    def row(self, video_id: str, frame_index: int) -> int | None:
+        rows = self.videos.get(video_id)
+        return rows[frame_index] if rows is not None and 0 <= frame_index < len(rows) else None
+
+    def as_dict(self, video_id: str, row: int) -> Row:
+        """The frames-table row (the loader's COLUMNS) of one of the video's rows, as a dict."""
+        out: Row = {
+            "video_id": video_id,
+            "frame_index": row - self.videos[video_id].start,
+            "frame_name": str(self.frame_names[row]),
+            "has_mask": bool(self.has_mask[row]),
+            "num_objects": int(self.num_objects[row]),
+            "shard": self.shards[int(self.shard_ids[row])],
+        }
+        out.update(zip(MEMBERS, (int(v) for v in self.members[row]), strict=True))
+        return out
+
+
+def split_frames(store: Store, doc: dict[str, Any], split: str) -> SplitFrames:
+    """Read a split's frames table (every part) into a SplitFrames; OutputError when inconsistent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = [
+        store.read_parquet(rel, list(COLUMNS))
+        for rel in split_entry(doc, split, store.url)["tables"]["frames"]
+    ]
+    if not parts:
+        return SplitFrames(split, {}, np.array([], str), np.array([], bool), np.array([], np.int32),
+                           np.array([], np.int32), (), np.zeros((0, 6), np.int64))  # fmt: skip
+    table = pa.concat_tables(parts).sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+    ids = table["video_id"].to_pylist()
+    videos: dict[str, range] = {}
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or ids[i] != ids[start]:
+            videos[ids[start]] = range(start, i)
+            start = i
+    position = np.asarray(table["frame_index"], np.int64)
+    first = np.repeat([r.start for r in videos.values()], [len(r) for r in videos.values()])
+    if not np.array_equal(position, np.arange(len(ids)) - first):
+        raise OutputError(f"{store.url}: the {split} frames table does not number each video's frames 0..n-1")
+    shards = pc.dictionary_encode(table["shard"]).combine_chunks()
+    return SplitFrames(
+        split=split,
+        videos=videos,
+        frame_names=np.asarray(table["frame_name"].to_pylist(), dtype=str),
+        has_mask=np.asarray(table["has_mask"], bool),
+        num_objects=np.asarray(table["num_objects"], np.int32),
+        shard_ids=np.asarray(shards.indices, np.int32),
+        shards=tuple(shards.dictionary.to_pylist()),
+        members=np.stack([np.asarray(table[c], np.int64) for c in MEMBERS], axis=1),
+    )
 
 
 class FrameReader:
-    """Random access to the frames of an output; the frames table is read once per split, on demand."""
+    """Random access to the frames of an output; each split's frames table is read once, on demand."""
 
     def __init__(self, url: str, storage_options: StorageOptions | None = None) -> None:
-        self.store, self.doc = manifest.read(url, storage_options)
-        self._index: dict[str, dict[tuple[str, int], Row]] = {}
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        self._lock = threading.Lock()
+        self._splits: dict[str, SplitFrames] = {}
+        self._store, self._doc = manifest.read(url, self.storage_options)
+        self._pid = os.getpid()
 
-    def _split_index(self, split: str) -> dict[tuple[str, int], Row]:
-        if split not in self._index:
-            parts = read_tables(self.store, self.doc["splits"][split]["tables"]["frames"], COLUMNS)
-            index: dict[tuple[str, int], Row] = {}
-            for part in parts:
-                for values in zip(*(part[c] for c in COLUMNS), strict=True):
-                    row = dict(zip(COLUMNS, values, strict=True))
-                    index[(row["video_id"], row["frame_index"])] = row
-            self._index[split] = index
-        return self._index[split]
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "storage_options": self.storage_options}  # the index stays behind
 
-    def locate(self, video_id: str, frame_index: int, split: str | None = None) -> tuple[str, Row]:
-        """(split, frames-table row) of a frame; ConfigError naming what was not found."""
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.url, self.storage_options = state["url"], state["storage_options"]
+        self._lock, self._splits, self._pid = threading.Lock(), {}, -1
+
+    @property
+    def store(self) -> Store:
+        """The output's store; made anew in a forked child (fsspec clients do not survive a fork)."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._store, self._doc = manifest.read(self.url, self.storage_options)
+                    self._pid = os.getpid()
+        return self._store
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The manifest."""
+        self.store  # noqa: B018 - loads the manifest after unpickling
+        return self._doc
+
+    def frames(self, split: str) -> SplitFrames:
+        """The frames table of a split (read at the first call, kept after)."""
+        found = self._splits.get(split)
+        if found is None:
+            with self._lock:
+                found = self._splits.get(split)
+            if found is None:
+                found = split_frames(self.store, self.doc, split)
+                with self._lock:
+                    found = self._splits.setdefault(split, found)
+        return found
+
+    def _find(self, video_id: str, frame_index: int, split: str | None) -> tuple[SplitFrames, int]:
         splits = [split] if split is not None else sorted(self.doc["splits"])
         for name in splits:
             if name not in self.doc["splits"]:
-                raise ConfigError(f"{self.store.url}: no split {name!r}")
-            row = self._split_index(name).get((video_id, frame_index))
+                raise ConfigError(f"{self.url}: no split {name!r}")
+            frames = self.frames(name)
+            row = frames.row(video_id, frame_index)
             if row is not None:
-                return name, row
-        raise ConfigError(
-            f"{self.store.url}: no frame {frame_index} of video {video_id!r} in {', '.join(splits)}"
-        )
+                return frames, row
+        raise ConfigError(f"{self.url}: no frame {frame_index} of video {video_id!r} in {', '.join(splits)}")
+
+    def locate(self, video_id: str, frame_index: int, split: str | None = None) -> tuple[str, Row]:
+        """(split, frames-table row) of a frame; ConfigError naming what was not found."""
+        frames, row = self._find(video_id, frame_index, split)
+        return frames.split, frames.as_dict(video_id, row)
+
+    def fetch(self, frames: SplitFrames, row: int) -> tuple[bytes, bytes]:
+        """(jpg, png) bytes of one frame with one ranged read covering both members."""
+        jpg_at, jpg_size, png_at, png_size = (int(v) for v in frames.members[row, :4])
+        start, end = min(jpg_at, png_at), max(jpg_at + jpg_size, png_at + png_size)
+        data = self.store.read_range(frames.shards[int(frames.shard_ids[row])], start, end - start)
+        return data[jpg_at - start : jpg_at - start + jpg_size], data[
+            png_at - start : png_at - start + png_size
+        ]
 
     def read(
         self, video_id: str, frame_index: int, split: str | None = None, short_side: int | None = None
@@ -54,20 +175,42 @@ class FrameReader:
         """{split, video_id, frame_index, frame_name, image (HxWx3 uint8), mask (HxW uint8 or None)};
         with `short_side`, image and mask are resized so that their shorter side is that size."""
         check_short_side(short_side)
-        name, row = self.locate(video_id, frame_index, split)
-        start = min(row["jpg_offset"], row["png_offset"])
-        end = max(row["jpg_offset"] + row["jpg_size"], row["png_offset"] + row["png_size"])
-        data = self.store.read_range(row["shard"], start, end - start)
-        jpg = data[row["jpg_offset"] - start : row["jpg_offset"] - start + row["jpg_size"]]
-        png = data[row["png_offset"] - start : row["png_offset"] - start + row["png_size"]]
+        frames, row = self._find(video_id, frame_index, split)
+        jpg, png = self.fetch(frames, row)
         return {
-            "split": name,
+            "split": frames.split,
             "video_id": video_id,
             "frame_index": frame_index,
-            "frame_name": row["frame_name"],
+            "frame_name": str(frames.frame_names[row]),
             "image": decode_image(jpg, short_side),
-            "mask": decode_frame_mask(png, bool(row["has_mask"]), short_side),
+            "mask": decode_frame_mask(png, bool(frames.has_mask[row]), short_side),
         }
+
+
+def reader_key(url: str, storage_options: StorageOptions | None = None) -> str:
+    """A short name for (output, options), equal in every process: the key of `shared_reader`."""
+    text = json.dumps([url.rstrip("/"), dict(storage_options or {})], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_SHARED: dict[str, FrameReader] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_reader(url: str, storage_options: StorageOptions | None = None) -> FrameReader:
+    """This process's FrameReader of an output (made on first use); its index is loaded once."""
+    key = reader_key(url, storage_options)
+    with _SHARED_LOCK:
+        reader = _SHARED.get(key)
+        if reader is None:
+            reader = _SHARED[key] = FrameReader(url, storage_options)
+        return reader
+
+
+def registered_reader(key: str) -> FrameReader | None:
+    """The shared reader made under `key` in this process, if any."""
+    with _SHARED_LOCK:
+        return _SHARED.get(key)
 
 
 def read_frame(

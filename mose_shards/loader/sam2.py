@@ -1,0 +1,323 @@
+"""SAM 2's training data interface over shards: `ShardRawDataset`, in place of SAM 2's `PNGRawDataset`.
+
+SAM 2 (facebookresearch/sam2, `training/dataset/`) asks a raw dataset for `get_video(idx) ->
+(video, segment_loader)`; its sampler and `VOSDataset` then call `segment_loader.load(frame_idx)`
+and open each `frame.image_path` with iopath's `g_pathmgr`. Here the videos come from the `frames`
+table (read once per process, shared with `FrameReader`), image paths are `mose-shards://` URLs
+served by an iopath `PathHandler` registered by this module, and masks come from the shards.
+
+GETs: a frame's `.jpg` and `.png` are adjacent in its shard, so one ranged read fetches both; the
+last frames read are kept in memory (`RECENT_BYTES`), so SAM 2 touching a sampled frame four times
+(the sampler loads the first mask twice, `load_images` opens each image, `construct` loads each
+mask) still costs one GET per frame. A frame the index says has no object costs none.
+
+SAM 2 itself is never imported: the objects handed out have the fields of its `VOSVideo` and
+`VOSFrame`, which is all its code reads.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from ..core.errors import ConfigError, MissingDependencyError, MissingMaskError, OutputError
+from ..core.maskpng import object_ids
+from ..core.storage import StorageOptions, url_to_fs
+from .decode import decode_frame_mask
+from .random_access import FrameReader, SplitFrames, reader_key, registered_reader, shared_reader
+
+try:
+    from iopath.common.file_io import PathHandler, g_pathmgr
+except ImportError:  # the SAM 2 adapter needs iopath; the rest of the package does not
+    raise MissingDependencyError("iopath", "sam2") from None
+
+SCHEME = "mose-shards://"
+RECENT_BYTES = 64 << 20  # member bytes kept per process: several clips of full-HD frames
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError("torch", "torch") from None
+    return torch
+
+
+# --- decoding: every pixel this adapter hands out goes through these two functions -------------
+
+
+def image_file(jpg: bytes) -> io.BytesIO:
+    """What `g_pathmgr.open(frame.image_path, "rb")` returns: the frame's JPEG, as stored."""
+    return io.BytesIO(jpg)
+
+
+def segments(png: bytes, void_label: int | None) -> dict[int, Any]:
+    """A mask PNG -> {object id: torch.BoolTensor[H, W]}, without background 0 and the void label."""
+    torch = _torch()
+    ids = decode_frame_mask(png, True)
+    assert ids is not None
+    return {oid: torch.from_numpy(ids == oid) for oid in object_ids(ids, void_label)}
+
+
+# --- the frames recently fetched, shared by segment loaders and the path handler -------------------
+
+
+class _RecentFrames:
+    """(jpg, png) of the last frames read in this process, by (reader key, split, row); LRU by bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[tuple[str, str, int], tuple[bytes, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, int], fetch: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        found = fetch()
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = found
+                self._bytes += len(found[0]) + len(found[1])
+            while self._bytes > self.limit and len(self._items) > 1:
+                _, (jpg, png) = self._items.popitem(last=False)
+                self._bytes -= len(jpg) + len(png)
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+RECENT = _RecentFrames(RECENT_BYTES)
+
+
+def _frame_bytes(key: str, reader: FrameReader, frames: SplitFrames, row: int) -> tuple[bytes, bytes]:
+    return RECENT.get((key, frames.split, row), lambda: reader.fetch(frames, row))
+
+
+# --- image paths: mose-shards://<reader key>/<split>/<video id>/<frame name>.jpg -------------------
+
+
+def frame_path(key: str, split: str, video_id: str, frame_name: str) -> str:
+    return f"{SCHEME}{key}/{split}/{video_id}/{frame_name}.jpg"
+
+
+def open_frame_path(path: str) -> io.BytesIO:
+    """The JPEG behind a frame path, read through this process's shared reader of its output."""
+    key, split, video_id, frame_name = _parse(path)
+    reader = registered_reader(key)
+    if reader is None:
+        raise OutputError(f"{path}: no ShardRawDataset of this output was made in this process")
+    frames = reader.frames(split)
+    rows = frames.videos.get(video_id)
+    hits = np.flatnonzero(frames.frame_names[rows.start : rows.stop] == frame_name) if rows else np.array([])
+    if len(hits) != 1:
+        raise FileNotFoundError(
+            f"{path}: {reader.url} has no frame {frame_name} of {split} video {video_id!r}"
+        )
+    assert rows is not None
+    jpg, _ = _frame_bytes(key, reader, frames, rows.start + int(hits[0]))
+    return image_file(jpg)
+
+
+def _parse(path: str) -> tuple[str, str, str, str]:
+    body = path[len(SCHEME) :] if path.startswith(SCHEME) else ""
+    key, _, rest = body.partition("/")
+    split, _, rest = rest.partition("/")
+    video_id, _, name = rest.rpartition("/")
+    if not (key and split and video_id and name.endswith(".jpg")):
+        raise FileNotFoundError(f"{path}: not a {SCHEME}<output>/<split>/<video>/<frame>.jpg path")
+    return key, split, video_id, name[: -len(".jpg")]
+
+
+class ShardPathHandler(PathHandler):
+    """iopath handler for `mose-shards://` frame paths, so SAM 2's `load_images` opens them unchanged."""
+
+    def _get_supported_prefixes(self) -> list[str]:
+        return [SCHEME]
+
+    def _open(self, path: str, mode: str = "r", buffering: int = -1, **kwargs: Any) -> io.BytesIO:
+        self._check_kwargs(kwargs)
+        if mode != "rb":
+            raise ValueError(f"{path}: frames open in 'rb' mode only, not {mode!r}")
+        return open_frame_path(path)
+
+    def _exists(self, path: str, **kwargs: Any) -> bool:
+        self._check_kwargs(kwargs)
+        try:
+            open_frame_path(path)
+        except (OSError, KeyError):
+            return False
+        return True
+
+    def _isfile(self, path: str, **kwargs: Any) -> bool:
+        return self._exists(path, **kwargs)
+
+
+_HANDLER_LOCK = threading.Lock()
+
+
+def register_path_handler() -> None:
+    """Register ShardPathHandler with iopath's global g_pathmgr, once per process."""
+    with _HANDLER_LOCK:
+        if not any(isinstance(h, ShardPathHandler) for h in g_pathmgr._path_handlers.values()):
+            g_pathmgr.register_handler(ShardPathHandler())
+
+
+# --- the objects SAM 2 reads ------------------------------------------------------------------------
+
+
+@dataclass
+class ShardFrame:
+    """The fields of SAM 2's VOSFrame."""
+
+    frame_idx: int
+    image_path: str
+    data: Any = None  # torch.Tensor | None; None makes load_images open image_path
+    is_conditioning_only: bool = False
+
+
+@dataclass
+class ShardVideo:
+    """The fields of SAM 2's VOSVideo."""
+
+    video_name: str
+    video_id: int
+    frames: list[ShardFrame] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+class ShardSegmentLoader:
+    """`load(frame_idx)` -> {object id: BoolTensor[H, W]} for one video, like SAM 2's segment loaders."""
+
+    def __init__(self, key: str, reader: FrameReader, frames: SplitFrames, video_id: str,
+                 void_label: int | None) -> None:  # fmt: skip
+        self.video_id = video_id
+        self._key, self._reader, self._frames, self._void = key, reader, frames, void_label
+        rows = frames.videos[video_id]
+        self._rows = {int(frames.frame_names[r]): r for r in rows}
+
+    def load(self, frame_idx: int) -> dict[int, Any]:
+        """Every object of the frame's mask; MissingMaskError naming video and frame when it has none."""
+        row = self._rows.get(int(frame_idx))
+        frames = self._frames
+        where = f"{self._reader.url}: {frames.split} video {self.video_id!r}"
+        if row is None:
+            raise MissingMaskError(f"{where} has no frame numbered {frame_idx}")
+        if not frames.has_mask[row]:
+            raise MissingMaskError(f"{where}, frame {frames.frame_names[row]}: this frame has no mask")
+        if frames.num_objects[row] == 0:
+            return {}  # known from the index: nothing to fetch
+        _, png = _frame_bytes(self._key, self._reader, frames, row)
+        return segments(png, self._void)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class ShardRawDataset:
+    """SAM 2's `PNGRawDataset`, reading a mose-shards output (a folder or any fsspec URL).
+
+    The arguments mean what they mean for PNGRawDataset: `file_list_txt` names the videos to use (one
+    per line, an extension is dropped; local path or URL), `excluded_videos_list_txt` the ones to
+    leave out, `truncate_video` keeps a video's first N frames, `sample_rate` every k-th of those.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        split: str = "train",
+        file_list_txt: str | None = None,
+        excluded_videos_list_txt: str | None = None,
+        sample_rate: int = 1,
+        truncate_video: int = -1,
+        storage_options: StorageOptions | None = None,
+    ) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+            raise ConfigError(f"sample_rate must be an integer >= 1, got {sample_rate!r}")
+        if isinstance(truncate_video, bool) or not isinstance(truncate_video, int):
+            raise ConfigError(f"truncate_video must be an integer, got {truncate_video!r}")
+        _torch()
+        self.url = os.fspath(url)
+        self.split = split
+        self.storage_options = dict(storage_options or {})
+        self.sample_rate = sample_rate
+        self.truncate_video = truncate_video
+        register_path_handler()
+        frames = self._frames()  # the main process reads the index here; workers on first use
+        self.void_label: int | None = self._reader.doc["options"]["void_label"]
+        self.video_names = self._select(frames, file_list_txt, excluded_videos_list_txt)
+
+    @property
+    def _key(self) -> str:
+        return reader_key(self.url, self.storage_options)
+
+    @property
+    def _reader(self) -> FrameReader:
+        return shared_reader(self.url, self.storage_options)
+
+    def _frames(self) -> SplitFrames:
+        return self._reader.frames(self.split)
+
+    def _select(self, frames: SplitFrames, file_list: str | None, excluded_list: str | None) -> list[str]:
+        subset = self._read_list(file_list) if file_list is not None else list(frames.videos)
+        excluded = set(self._read_list(excluded_list)) if excluded_list is not None else set()
+        names = sorted(v for v in subset if v not in excluded)
+        unknown = sorted({v for v in names if v not in frames.videos})
+        if unknown:
+            skipped = {s["video_id"] for s in self._reader.doc["splits"][self.split].get("skipped", [])}
+            shown = ", ".join(
+                f"{v!r}{' (skipped by the conversion)' if v in skipped else ''}" for v in unknown[:5]
+            )
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            where = f"the {self.split} split of {self.url}"
+            raise ConfigError(f"{file_list}: {len(unknown)} video(s) not in {where}: {shown}{more}")
+        return names
+
+    def _read_list(self, path: str) -> list[str]:
+        """Video names of a list file, as PNGRawDataset reads them; blank lines are skipped."""
+        same_store = fsspec.utils.get_protocol(path) == fsspec.utils.get_protocol(self.url)
+        fs, inner = url_to_fs(path, self.storage_options if same_store else None)
+        try:
+            text = fs.cat_file(inner).decode()
+        except (FileNotFoundError, IsADirectoryError):
+            raise ConfigError(f"{path}: video list not found") from None
+        return [os.path.splitext(line.strip())[0] for line in text.splitlines() if line.strip()]
+
+    def __len__(self) -> int:
+        return len(self.video_names)
+
+    def get_video(self, idx: int) -> tuple[ShardVideo, ShardSegmentLoader]:
+        """(video, segment_loader) of the idx-th video in name order; frame_idx is the file name's number."""
+        video_id = self.video_names[idx]
+        frames = self._frames()
+        rows = frames.videos[video_id]
+        names = frames.frame_names[rows.start : rows.stop]
+        if self.truncate_video > 0:
+            names = names[: self.truncate_video]
+        key = self._key
+        chosen = [
+            ShardFrame(int(n), frame_path(key, self.split, video_id, str(n)))
+            for n in names[:: self.sample_rate]
+        ]
+        loader = ShardSegmentLoader(key, self._reader, frames, video_id, self.void_label)
+        return ShardVideo(video_id, idx, chosen), loader
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        register_path_handler()  # a spawned worker opens image paths too

@@ -1,0 +1,200 @@
+"""mose_shards.sam2.ShardRawDataset against the raw tree read the way SAM 2's PNGRawDataset reads it.
+
+SAM 2 is not installed: the reference below follows PNGRawDataset and PalettisedPNGSegmentLoader
+(listdir, sorted glob of *.jpg, int of the file name, a PNG per frame), and images are opened the
+way SAM 2's load_images opens them (iopath's g_pathmgr, then PIL .convert("RGB")).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.core.errors import ConfigError, MissingMaskError
+from mose_shards.synth import SynthSpec, generate
+
+torch = pytest.importorskip("torch")
+iopath_file_io = pytest.importorskip("iopath.common.file_io")
+g_pathmgr = iopath_file_io.g_pathmgr
+
+from mose_shards.sam2 import SCHEME, ShardRawDataset  # noqa: E402
+
+
+def reference_videos(
+    img_folder: Path, file_list: list[str] | None = None, excluded: list[str] = (), sample_rate: int = 1,
+    truncate_video: int = -1,
+) -> list[tuple[str, list[tuple[int, str]]]]:  # fmt: skip
+    """PNGRawDataset's videos: [(video name, [(frame_idx, jpg path), ...]), ...] in its order."""
+    subset = file_list if file_list is not None else os.listdir(img_folder)
+    names = sorted(v for v in subset if v not in excluded)
+    out = []
+    for name in names:
+        paths = sorted(glob.glob(os.path.join(img_folder, name, "*.jpg")))
+        if truncate_video > 0:
+            paths = paths[:truncate_video]
+        out.append((name, [(int(os.path.basename(p).split(".")[0]), p) for p in paths[::sample_rate]]))
+    return out
+
+
+def reference_masks(gt_folder: Path, video: str) -> dict[int, dict[int, np.ndarray]]:
+    """PalettisedPNGSegmentLoader: frame number -> {object id: HxW bool} (it keeps 255 as an object)."""
+    out = {}
+    for filename in os.listdir(gt_folder / video):
+        ids = np.array(Image.open(gt_folder / video / filename).convert("P"))
+        out[int(os.path.splitext(filename)[0])] = {int(i): ids == i for i in np.unique(ids) if i != 0}
+    return out
+
+
+def sam2_load_image(path: str) -> np.ndarray:
+    """What SAM 2's load_images does with a frame whose data is None."""
+    with g_pathmgr.open(path, "rb") as fopen:
+        return np.asarray(Image.open(fopen).convert("RGB"))
+
+
+def assert_equivalent(ds: ShardRawDataset, split_dir: Path, void: int | None = 255, **kwargs: Any) -> int:
+    """Same videos in the same order, same frame numbers, images, objects and pixels; masks compared."""
+    expected = reference_videos(split_dir / "JPEGImages", **kwargs)
+    assert [name for name, _ in expected] == ds.video_names and len(ds) == len(expected)
+    compared = 0
+    for idx, (name, frames) in enumerate(expected):
+        video, loader = ds.get_video(idx)
+        assert (video.video_name, video.video_id, len(video)) == (name, idx, len(frames))
+        assert [f.frame_idx for f in video.frames] == [n for n, _ in frames]
+        masks = reference_masks(split_dir / "Annotations", name)
+        for frame, (number, path) in zip(video.frames, frames, strict=True):
+            assert frame.image_path.startswith(SCHEME) and frame.data is None
+            assert not frame.is_conditioning_only
+            assert np.array_equal(sam2_load_image(frame.image_path), sam2_load_image(path))
+            if number not in masks:
+                with pytest.raises(MissingMaskError, match=f"{name}.*{Path(path).stem}"):
+                    loader.load(number)
+                continue
+            want = {k: v for k, v in masks[number].items() if k != void}
+            got = loader.load(number)
+            assert sorted(got) == sorted(want)
+            for object_id, binary in got.items():
+                assert binary.dtype == torch.bool and np.array_equal(binary.numpy(), want[object_id])
+            compared += 1
+    return compared
+
+
+def test_demo_set_equals_png_raw_dataset(raw_tree: Path, converted: Path) -> None:
+    """On the demo set, every split: the raw tree's videos, frame numbers, images, objects and pixels."""
+    for split in ("train", "valid"):
+        assert assert_equivalent(ShardRawDataset(str(converted), split=split), raw_tree / split) > 0
+
+
+@pytest.fixture(scope="module")
+def every5(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A YouTube-VOS-like tree: frames named 00000, 00005, ..., masks on every 5th one, void (255) borders."""
+    spec = SynthSpec(videos=3, frames=6, size=(64, 48), seed=3, splits=("train",), frame_step=5,
+                     void_border=True, annotation={"train": "every5"})  # fmt: skip
+    raw = generate(tmp_path_factory.mktemp("every5"), spec=spec)
+    out = tmp_path_factory.mktemp("every5-out") / "out"
+    convert(ConvertConfig(source=str(raw), output=str(out)))
+    return raw, out
+
+
+def test_every_5th_names_sparse_masks_and_void(every5: tuple[Path, Path]) -> None:
+    """frame_idx keeps YouTube-VOS numbering (0, 5, 10, ...); 255 is dropped; unannotated frames raise."""
+    raw, out = every5
+    ds = ShardRawDataset(str(out))
+    video, _ = ds.get_video(0)
+    assert [f.frame_idx for f in video.frames] == [0, 5, 10, 15, 20, 25]
+    assert assert_equivalent(ds, raw / "train") > 0
+    voids = [
+        n
+        for v in ds.video_names
+        for n, m in reference_masks(raw / "train/Annotations", v).items()
+        if 255 in m
+    ]
+    assert voids  # the void label really occurs in the source masks
+
+
+def test_file_lists_sample_rate_and_truncation(raw_tree: Path, converted: Path, tmp_path: Path) -> None:
+    """file_list_txt (extensions dropped), excluded_videos_list_txt, truncate_video, sample_rate."""
+    names = sorted(os.listdir(raw_tree / "train/JPEGImages"))
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{names[2]}.mp4\n{names[0]}\n\n{names[1]}\n")
+    excluded = tmp_path / "excluded.txt"
+    excluded.write_text(f"{names[1]}\n")
+    options = {"sample_rate": 2, "truncate_video": 5}
+    ds = ShardRawDataset(str(converted), file_list_txt=str(listed), excluded_videos_list_txt=str(excluded),
+                         **options)  # fmt: skip
+    assert ds.video_names == [names[0], names[2]]
+    assert [f.frame_idx for f in ds.get_video(1)[0].frames] == [0, 2, 4]
+    assert_equivalent(ds, raw_tree / "train", file_list=[names[2], names[0], names[1]], excluded=[names[1]],
+                      **options)  # fmt: skip
+
+
+def test_bad_arguments_name_what_is_wrong(converted: Path, tmp_path: Path) -> None:
+    """An unknown split, a listed video that is absent, a missing list, a frame number the video lacks."""
+    with pytest.raises(ConfigError, match="no split 'test'"):
+        ShardRawDataset(str(converted), split="test")
+    listed = tmp_path / "list.txt"
+    listed.write_text("nosuchvideo\n")
+    with pytest.raises(ConfigError, match=r"list\.txt: 1 video\(s\) not in the train split.*'nosuchvideo'"):
+        ShardRawDataset(str(converted), file_list_txt=str(listed))
+    with pytest.raises(ConfigError, match="missing.txt: video list not found"):
+        ShardRawDataset(str(converted), file_list_txt=str(tmp_path / "missing.txt"))
+    with pytest.raises(ConfigError, match="sample_rate"):
+        ShardRawDataset(str(converted), sample_rate=0)
+    video, loader = ShardRawDataset(str(converted)).get_video(0)
+    with pytest.raises(MissingMaskError, match=f"{video.video_name}' has no frame numbered 999"):
+        loader.load(999)
+
+
+def test_real_sequences(real_data: Path, tmp_path: Path) -> None:
+    """Real DAVIS-style data: what converts (judo's 853x480 mask is skipped) equals the raw tree."""
+    out = tmp_path / "out"
+    convert(ConvertConfig(source=str(real_data / "valid"), output=str(out), on_error="skip"))
+    ds = ShardRawDataset(str(out), split="valid")
+    assert ds.video_names == ["bike"]  # judo: skipped by the conversion, see the manifest
+    assert assert_equivalent(ds, real_data / "valid", excluded=["judo"]) == 1
+    listed = tmp_path / "list.txt"
+    listed.write_text("bike\njudo\n")
+    with pytest.raises(ConfigError, match=r"'judo' \(skipped by the conversion\)"):
+        ShardRawDataset(str(out), split="valid", file_list_txt=str(listed))
+
+
+def test_pickles_without_its_index(converted: Path) -> None:
+    """A pickled dataset carries names and options only; a fresh process reads the index on first use."""
+    ds = ShardRawDataset(str(converted))
+    data = pickle.dumps(ds)
+    assert len(data) < 2000 and b"jpg_offset" not in data
+    script = (
+        "import pickle, sys\n"
+        "from mose_shards.loader import random_access\n"
+        "ds = pickle.loads(sys.stdin.buffer.read())\n"
+        "assert not random_access._SHARED\n"  # nothing read when unpickled
+        "video, loader = ds.get_video(1)\n"
+        "from iopath.common.file_io import g_pathmgr\n"
+        "with g_pathmgr.open(video.frames[0].image_path, 'rb') as f: head = f.read(2)\n"
+        "print(len(random_access._SHARED), video.video_name, head.hex(), *sorted(loader.load(0)), sep=',')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True, check=True)
+    video, loader = ds.get_video(1)
+    expected = ["1", video.video_name, "ffd8", *map(str, sorted(loader.load(0)))]
+    assert done.stdout.decode().strip().split(",") == expected
+
+
+def test_needs_iopath_and_never_imports_sam2() -> None:
+    """Without iopath the import names the extra; with it, no module of SAM 2 is ever imported."""
+    missing = "import sys; sys.modules['iopath'] = None\nimport mose_shards.sam2"
+    done = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "MissingDependencyError: iopath is not installed: pip install 'mose-shards[sam2]'" in done.stderr
+    clean = "import sys, mose_shards.sam2\nprint([m for m in sys.modules if m.startswith(('sam2', 'train'))])"
+    done = subprocess.run([sys.executable, "-c", clean], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
