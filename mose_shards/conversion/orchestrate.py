@@ -28,6 +28,7 @@ from ..core.errors import ConfigError, LayoutError, OutputError, ProblemsError
 from ..core.storage import Store, url_to_fs, version_of
 from .config import ConvertConfig
 from .executors import Executor, make_executor
+from .lease import LEASE_FILE, Lease
 from .plan import ShardPlan, fingerprint, plan_split
 from .sources import Split, discover
 from .tasks import DONE_DIR, WORK_DIR, ShardResult, ShardTask, done_marker, run_shard
@@ -35,6 +36,7 @@ from .tasks import DONE_DIR, WORK_DIR, ShardResult, ShardTask, done_marker, run_
 log = logging.getLogger(__name__)
 
 PLAN_FILE = f"{WORK_DIR}/plan.json"
+LEASE_NAME = LEASE_FILE.rsplit("/", 1)[-1]
 TMP_DIR = f"{WORK_DIR}/tmp"  # Store.staging_dir(): tasks stage their files here
 # What --overwrite may delete, in this order: the commit marker first, then the done markers and plan,
 # so a kill halfway through never leaves a done marker whose files are gone.
@@ -79,21 +81,52 @@ def convert(
     splits = _select(discover(config.source, config.source_storage, config.layout), config.splits)
     skipped = _early_problems(splits, config.on_error)
     plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
-    total = sum(p.frames for p in plans)
     notify("plan", sum(len(p.videos) for p in plans), len(plans))
-    if _prepare(store, config, fingerprint(plans, config.byte_options(), _inputs(config, splits))):
-        existing = manifest_mod.read(store.url, config.output_storage)[1]
-        return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
-    _clean_leftovers(store)
-    results = _finished(store, plans, strict=config.on_error == "strict")
-    notify("frames", sum(p.frames for p in plans if p.name in results), total)
+    digest = fingerprint(plans, config.byte_options(), _inputs(config, splits))
+    _refuse_foreign(store, config.overwrite)
+    with Lease(store) as lease:  # one writer per output, from here to the manifest
+        if _prepare(store, config, digest):
+            existing = manifest_mod.read(store.url, config.output_storage)[1]
+            return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
+        _clean_leftovers(store)
+        results = _finished(store, plans, strict=config.on_error == "strict")
+        reused = len(results)
+        _run(config, plans, results, notify, lease, executor)
+        doc = manifest_mod.build(
+            source=config.source,
+            options={**config.byte_options(), "pipeline": config.pipeline},
+            results=results.values(),
+            skipped=skipped,
+            split_names=[s.name for s in splits],
+        )
+        if config.dataset_card:
+            from .card import write_card
+
+            write_card(store, doc)
+        lease.check()
+        manifest_mod.write(store, doc)
+    return ConvertResult(doc, len(plans) - reused, reused, time.monotonic() - started)
+
+
+def _run(
+    config: ConvertConfig,
+    plans: list[ShardPlan],
+    results: dict[str, ShardResult],
+    notify: Progress,
+    lease: Lease,
+    executor: Executor | None,
+) -> None:
+    """Run the tasks of the shards not in `results`, adding theirs; ProblemsError for bad input."""
+    total = sum(p.frames for p in plans)
+    done_frames = sum(p.frames for p in plans if p.name in results)
+    notify("frames", done_frames, total)
     tasks = [_task(config, p) for p in plans if p.name not in results]
     workers = max(1, min(config.workers, len(tasks)))  # no idle processes for a handful of shards
     runner = executor or make_executor(config.executor, workers, address=config.ray_address)
-    done_frames, errors = sum(p.frames for p in plans if p.name in results), []
+    errors: list[str] = []
     frames_of = {p.name: p.frames for p in plans}
-    reused = len(results)
     for result in runner.run(run_shard, tasks):
+        lease.check()
         if result.errors:
             errors += result.errors
             continue
@@ -103,19 +136,6 @@ def convert(
         notify("frames", done_frames, total)
     if errors:
         raise ProblemsError(sorted(errors))
-    doc = manifest_mod.build(
-        source=config.source,
-        options={**config.byte_options(), "pipeline": config.pipeline},
-        results=results.values(),
-        skipped=skipped,
-        split_names=[s.name for s in splits],
-    )
-    if config.dataset_card:
-        from .card import write_card
-
-        write_card(store, doc)
-    manifest_mod.write(store, doc)
-    return ConvertResult(doc, len(plans) - reused, reused, time.monotonic() - started)
 
 
 def _inputs(config: ConvertConfig, splits: list[Split]) -> list[str]:
@@ -156,21 +176,32 @@ def _early_problems(splits: list[Split], on_error: str) -> dict[str, list[dict[s
     return skipped
 
 
+def _refuse_foreign(store: Store, overwrite: bool) -> None:
+    """Refuse an OUT that is not ours before anything is written into it (the lease included)."""
+    if store.exists(PLAN_FILE):
+        return
+    if not overwrite and store.exists(manifest_mod.MANIFEST):
+        raise OutputError(f"{store.url}: holds a manifest without plan; use --overwrite to replace it")
+    stray = [n for n in store.listdir("") if n not in OWNED]
+    if stray:
+        raise OutputError(
+            f"{store.url}: not empty and not a mose-shards output ({', '.join(stray[:3])}); "
+            "choose an empty folder"
+        )
+
+
 def _prepare(store: Store, config: ConvertConfig, digest: str) -> bool:
     """Make the output ready; True when it already holds this very conversion, finished."""
     if config.overwrite:
         for name in OWNED:
-            store.delete(name, recursive=True)
+            if name != WORK_DIR:
+                store.delete(name, recursive=True)
+                continue
+            for child in store.listdir(WORK_DIR):  # done/ before plan.json; our own lease stays
+                if not child.startswith(LEASE_NAME):
+                    store.delete(f"{WORK_DIR}/{child}", recursive=True)
     recorded = _recorded_fingerprint(store)
     if recorded is None:
-        if store.exists(manifest_mod.MANIFEST):
-            raise OutputError(f"{store.url}: holds a manifest without plan; use --overwrite to replace it")
-        stray = [n for n in store.listdir("") if n not in OWNED]
-        if stray:
-            raise OutputError(
-                f"{store.url}: not empty and not a mose-shards output ({', '.join(stray[:3])}); "
-                "choose an empty folder"
-            )
         store.write(PLAN_FILE, json.dumps({"fingerprint": digest, "options": config.byte_options()}).encode())
         return False
     if recorded[0] != digest:
