@@ -42,6 +42,7 @@ bench: install-test
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/stream.py
 	$(BIN)/python benchmarks/stats.py
+	$(BIN)/python benchmarks/sam2.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,18 +1,20 @@
 """mose_shards.sam2.ShardRawDataset against the raw tree read the way SAM 2's PNGRawDataset reads it.
 
-SAM 2 is not installed: the reference below follows PNGRawDataset and PalettisedPNGSegmentLoader
-(listdir, sorted glob of *.jpg, int of the file name, a PNG per frame), and images are opened the
-way SAM 2's load_images opens them (iopath's g_pathmgr, then PIL .convert("RGB")).
+SAM 2 is not installed: the reference (tests/sam2_like.py) follows PNGRawDataset and
+PalettisedPNGSegmentLoader (listdir, sorted glob of *.jpg, int of the file name, a PNG per frame),
+and images are opened the way SAM 2's load_images opens them (iopath's g_pathmgr, then PIL).
 """
 
 from __future__ import annotations
 
-import glob
+import importlib
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,31 +31,16 @@ iopath_file_io = pytest.importorskip("iopath.common.file_io")
 g_pathmgr = iopath_file_io.g_pathmgr
 
 from mose_shards.sam2 import SCHEME, ShardRawDataset  # noqa: E402
-
-
-def reference_videos(
-    img_folder: Path, file_list: list[str] | None = None, excluded: list[str] = (), sample_rate: int = 1,
-    truncate_video: int = -1,
-) -> list[tuple[str, list[tuple[int, str]]]]:  # fmt: skip
-    """PNGRawDataset's videos: [(video name, [(frame_idx, jpg path), ...]), ...] in its order."""
-    subset = file_list if file_list is not None else os.listdir(img_folder)
-    names = sorted(v for v in subset if v not in excluded)
-    out = []
-    for name in names:
-        paths = sorted(glob.glob(os.path.join(img_folder, name, "*.jpg")))
-        if truncate_video > 0:
-            paths = paths[:truncate_video]
-        out.append((name, [(int(os.path.basename(p).split(".")[0]), p) for p in paths[::sample_rate]]))
-    return out
+from tests.sam2_like import reference_mask, reference_videos  # noqa: E402
+from tests.test_readme import README, examples  # noqa: E402
 
 
 def reference_masks(gt_folder: Path, video: str) -> dict[int, dict[int, np.ndarray]]:
-    """PalettisedPNGSegmentLoader: frame number -> {object id: HxW bool} (it keeps 255 as an object)."""
-    out = {}
-    for filename in os.listdir(gt_folder / video):
-        ids = np.array(Image.open(gt_folder / video / filename).convert("P"))
-        out[int(os.path.splitext(filename)[0])] = {int(i): ids == i for i in np.unique(ids) if i != 0}
-    return out
+    """frame number -> PalettisedPNGSegmentLoader's {object id: HxW bool} (it keeps 255 as an object)."""
+    return {
+        int(os.path.splitext(f)[0]): reference_mask(gt_folder / video / f)
+        for f in os.listdir(gt_folder / video)
+    }
 
 
 def sam2_load_image(path: str) -> np.ndarray:
@@ -198,3 +185,33 @@ def test_needs_iopath_and_never_imports_sam2() -> None:
     clean = "import sys, mose_shards.sam2\nprint([m for m in sys.modules if m.startswith(('sam2', 'train'))])"
     done = subprocess.run([sys.executable, "-c", clean], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def readme_yaml(name: str) -> Any:
+    yaml = pytest.importorskip("yaml")
+    found = re.search(rf"```yaml\n# yaml: {name}\n(.*?)```", README.read_text(), re.S)
+    assert found is not None, name
+    return yaml.safe_load(found.group(1))
+
+
+def test_readme_config_lines_build_the_dataset(raw_tree: Path, converted: Path, tmp_path: Path) -> None:
+    """The README's YAML, its ${dataset.*} filled in as Hydra would, builds a ShardRawDataset."""
+    dataset = readme_yaml("sam2-dataset")["dataset"]
+    node = readme_yaml("sam2-video-dataset")["video_dataset"]
+    listed = tmp_path / "list.txt"
+    listed.write_text(sorted(os.listdir(raw_tree / "train" / "JPEGImages"))[1] + "\n")
+    dataset.update(url=str(converted), file_list_txt=str(listed), storage_options=MappingProxyType({}))
+    module, _, name = node.pop("_target_").rpartition(".")
+    values = {k: dataset[re.fullmatch(r"\$\{dataset\.(\w+)\}", v).group(1)] for k, v in node.items()}
+    assert set(values) == {"url", "split", "file_list_txt", "storage_options"}
+    built = getattr(importlib.import_module(module), name)(**values)
+    assert isinstance(built, ShardRawDataset) and built.video_names == [listed.read_text().strip()]
+    assert pickle.loads(pickle.dumps(built)).storage_options == {}  # a Mapping from Hydra became a dict
+
+
+def test_readme_python_example_runs(converted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's ShardRawDataset example runs against a conversion and prints the fourth frame."""
+    (code,) = examples("sam2-").values()
+    exec(compile(code.replace('OUT = "demo/out"', f"OUT = {str(converted)!r}"), "README:sam2", "exec"), {})
+    words = capsys.readouterr().out.split()
+    assert words[:4] == [ShardRawDataset(str(converted)).video_names[0], "3", "(160,", "120)"]

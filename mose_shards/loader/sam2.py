@@ -21,7 +21,7 @@ import io
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,6 +230,16 @@ class ShardSegmentLoader:
         return len(self._rows)
 
 
+def _plain(value: Any) -> Any:
+    """Mappings and sequences as plain dicts and lists: Hydra passes OmegaConf containers, which
+    fsspec clients may not take and which pickle with OmegaConf's machinery."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
+
+
 class ShardRawDataset:
     """SAM 2's `PNGRawDataset`, reading a mose-shards output (a folder or any fsspec URL).
 
@@ -254,8 +264,8 @@ class ShardRawDataset:
             raise ConfigError(f"truncate_video must be an integer, got {truncate_video!r}")
         _torch()
         self.url = os.fspath(url)
-        self.split = split
-        self.storage_options = dict(storage_options or {})
+        self.split = str(split)
+        self.storage_options = _plain(dict(storage_options or {}))
         self.sample_rate = sample_rate
         self.truncate_video = truncate_video
         register_path_handler()
