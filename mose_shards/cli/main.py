@@ -134,11 +134,13 @@ def _register_convert(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
         help="convert a raw VOS tree into shards, tables and a manifest",
-        description="Convert SRC (a split folder, a root of splits, a .tar, or a folder of .tar files; "
-        "local or any fsspec URL) into OUT (local or URL). Rerunning the same command after a kill "
-        "finishes only what is missing.",
+        description="Convert SRC (a split folder, a root of splits, an archive of either: .tar, .tar.gz, "
+        ".tgz, .zip, whole or in parts NAME.aa.. / NAME.001..; or a folder of such archives as a dataset "
+        "ships; local or any fsspec URL) into OUT (local or URL), reading archives in place. Rerunning "
+        "the same command after a kill finishes only what is missing.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  mose-shards convert MOSE/train.tar out/ --pipeline mose-v1\n"
+        "  mose-shards convert MOSEv2/ out/ --pipeline mose-v2   # as on the Hub: train.tar.gz.aa..ac, ...\n"
         "  mose-shards convert DAVIS/ out/ --pipeline davis-2017 --shard-size 64MB\n"
         "  mose-shards convert train/ out/ --on-error skip     # convert the rest, list what was skipped\n",
     )
@@ -164,6 +166,12 @@ def _register_convert(sub: Any) -> None:
     p.add_argument(
         "--dataset-card", action="store_true", help="also write a Hugging Face dataset card README.md"
     )
+    p.add_argument(
+        "--no-verify-source",
+        action="store_false",
+        dest="verify_source",
+        help="do not check archives against the SHA256SUMS / <file>.sha256 beside them",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     add_storage_option(p)
@@ -188,6 +196,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "storage_options": _storage_options(args.storage_option) or None,
         "source_options": _storage_options(args.source_option, "--source-option") or None,
         "output_options": _storage_options(args.output_option, "--output-option") or None,
+        "verify_source": None if args.verify_source else False,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if args.void_label is not None:

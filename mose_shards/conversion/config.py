@@ -51,6 +51,8 @@ class ConvertConfig:
         """fsspec options for writing OUT: `storage_options`, then `output_options` on top (they win)."""
         return {**self.storage_options, **self.output_options}
 
+    verify_source: bool = True  # check archives against SHA256SUMS / <file>.sha256 while reading
+
     def __post_init__(self) -> None:
         if self.shard_size <= 0:
             raise ConfigError(f"--shard-size must be positive, got {self.shard_size}")

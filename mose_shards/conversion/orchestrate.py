@@ -25,12 +25,13 @@ from typing import Any
 
 from ..core import manifest as manifest_mod
 from ..core.errors import ConfigError, LayoutError, OutputError, ProblemsError
-from ..core.storage import Store, url_to_fs, version_of
+from ..core.storage import Store
+from .archives import CACHE_DIR as SOURCES_DIR
 from .config import ConvertConfig
 from .executors import Executor, make_executor
 from .lease import LEASE_FILE, Lease
 from .plan import ShardPlan, fingerprint, plan_split
-from .sources import Split, discover
+from .sources import SourceReader, Split, discover
 from .tasks import DONE_DIR, WORK_DIR, ShardResult, ShardTask, done_marker, run_shard
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,16 @@ def convert(
     started = time.monotonic()
     notify = progress or (lambda *_: None)
     store = Store(config.output, config.output_storage)
-    splits = _select(discover(config.source, config.source_storage, config.layout), config.splits)
+    _refuse_foreign(store, config.overwrite)  # before discover() saves archive listings into OUT
+    found = discover(
+        config.source, config.source_storage, config.layout, cache=store,
+        verify=config.verify_source, workers=config.workers, splits=config.splits,
+    )  # fmt: skip
+    splits = _select(found, config.splits)
     skipped = _early_problems(splits, config.on_error)
     plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
     notify("plan", sum(len(p.videos) for p in plans), len(plans))
-    digest = fingerprint(plans, config.byte_options(), _inputs(config, splits))
-    _refuse_foreign(store, config.overwrite)
+    digest = fingerprint(plans, config.byte_options(), _inputs(config, splits, store))
     with Lease(store) as lease:  # one writer per output, from here to the manifest
         if _prepare(store, config, digest):
             existing = manifest_mod.read(store.url, config.output_storage)[1]
@@ -138,20 +143,17 @@ def _run(
         raise ProblemsError(sorted(errors))
 
 
-def _inputs(config: ConvertConfig, splits: list[Split]) -> list[str]:
+def _inputs(config: ConvertConfig, splits: list[Split], store: Store) -> list[str]:
     """What the fingerprint needs beyond the frames: each small file's content digest (meta.json,
-    split lists) and each archive's size and version (ETag or mtime)."""
-    fs, _ = url_to_fs(config.source, config.source_storage)
+    split lists) and each archive's key (every part's name, size and version: ETag or mtime)."""
     items = []
-    for split in splits:
-        for blob in split.small_files:
-            end = None if blob.offset is None else blob.offset + blob.size
-            data = fs.cat_file(blob.path, start=blob.offset, end=end)
-            items.append(f"{split.name}:{posixpath.basename(str(blob))}:{hashlib.sha256(data).hexdigest()}")
-    archives = {v.frames[0].jpg.path for s in splits for v in s.videos if v.frames[0].jpg.offset is not None}
-    for path in sorted(archives):
-        info = fs.info(path)
-        items.append(f"{posixpath.basename(path)}:{info.get('size')}:{version_of(info)}")
+    with SourceReader(config.source, config.source_storage, cache=store) as reader:  # members too
+        for split in splits:
+            for blob in split.small_files:
+                digest = hashlib.sha256(reader.read_many([blob])[0]).hexdigest()
+                items.append(f"{split.name}:{posixpath.basename(str(blob))}:{digest}")
+    archives = {v.frames[0].jpg.archive.key for s in splits for v in s.videos if v.frames[0].jpg.archive}
+    items += [f"archive:{key}" for key in sorted(archives)]
     return items
 
 
@@ -198,7 +200,7 @@ def _prepare(store: Store, config: ConvertConfig, digest: str) -> bool:
                 store.delete(name, recursive=True)
                 continue
             for child in store.listdir(WORK_DIR):  # done/ before plan.json; our own lease stays
-                if not child.startswith(LEASE_NAME):
+                if not child.startswith(LEASE_NAME) and f"{WORK_DIR}/{child}" != SOURCES_DIR:
                     store.delete(f"{WORK_DIR}/{child}", recursive=True)
     recorded = _recorded_fingerprint(store)
     if recorded is None:

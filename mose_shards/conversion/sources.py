@@ -1,17 +1,19 @@
 """Raw VOS layouts -> video records.
 
-A source is a split folder (holding JPEGImages/ and Annotations/), a root of split folders, a `.tar`
-of either, or a folder of such tars (the dataset as shipped: train.tar, valid.tar), on any fsspec
-filesystem. Discovery only lists names and sizes (a tar is indexed by its headers, never extracted);
-the bytes are read later, a video at a time, by `SourceReader`.
+A source is a split folder (holding JPEGImages/ and Annotations/), a root of split folders, an
+archive of either (`.tar`, `.tar.gz`/`.tgz`, `.zip`, whole or cut into parts), or a folder of such
+archives (the dataset as shipped: train.tar.gz.aa..ac, valid.tar.gz, SHA256SUMS, meta_<split>.json),
+on any fsspec filesystem. Discovery only lists names and sizes (an archive is listed by its headers
+or its zip directory, never extracted); the bytes are read later, a video at a time, by `SourceReader`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import posixpath
-import tarfile
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -19,10 +21,14 @@ from typing import Any
 
 from ..core.errors import DataError, LayoutError
 from ..core.storage import StorageOptions, is_local, url_to_fs, version_of
+from . import tarscan, zipsource
+from .archives import Archive, Listing, archive_at, group_parts, load_or_scan, missing_listed, open_members
+from .parts import find_sums
 
 log = logging.getLogger(__name__)
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg")
+_SPLIT_META = re.compile(r"^meta_(?P<split>[^/]+)\.json$")  # MOSEv2 ships meta_train.json beside the archives
 MASK_EXTENSIONS = (".png",)
 
 
@@ -43,9 +49,11 @@ class Blob:
 
     path: str  # filesystem path of the file or of the archive
     size: int
-    offset: int | None = None  # data offset inside the archive
+    offset: int | None = None  # data offset inside the archive (a zip member: its local header)
     display: str = ""  # the name used in messages
     version: str = ""  # ETag or mtime from the listing (storage.version_of); '' inside an archive
+    archive: Archive | None = None  # the archive holding the bytes, None for a plain file
+    codec: tuple[int, int, int, int] | None = None  # a zip member: method, packed size, CRC-32, header
 
     def __str__(self) -> str:
         return self.display or self.path
@@ -85,35 +93,90 @@ class _Entry:
 
 
 def discover(
-    url: str, storage_options: StorageOptions | None = None, layout: Layout = Layout()
+    url: str,
+    storage_options: StorageOptions | None = None,
+    layout: Layout = Layout(),
+    *,
+    cache: Any | None = None,
+    verify: bool = True,
+    workers: int = 1,
+    splits: tuple[str, ...] | None = None,
 ) -> list[Split]:
-    """Find the splits and videos of a source, sorted by split then video id."""
+    """Find the splits and videos of a source, sorted by split then video id.
+
+    `cache` (the output Store) keeps archive listings and gzip seek indexes for reruns and for the
+    workers; `verify` checks archives against SHA256SUMS / `<file>.sha256` while listing them;
+    `workers` threads decompress gzip; `splits` skips archives of other splits in a folder of them.
+    """
     fs, root = url_to_fs(url, storage_options)
+    archives = _Archives(fs, cache, verify, workers, layout)
+    folder, folder_url = posixpath.dirname(root.rstrip("/")), url.rstrip("/").rsplit("/", 1)[0]
+    if "/" not in url.rstrip("/"):
+        folder_url = ""
     if not fs.exists(root):
-        raise LayoutError(f"{url}: no such file or folder")
+        parted = _parts_named(fs, root, folder, folder_url)
+        if parted is None:
+            raise LayoutError(f"{url}: no such file or folder")
+        return archives.splits([parted], folder, folder_url)
     if fs.isfile(root):
-        if not root.endswith(".tar"):
-            raise LayoutError(f"{url}: not a folder or a .tar archive")
-        return _group(fs, _tar_entries(fs, root, url), layout, default_split=_tar_stem(root), origin=url)
+        archive = archive_at(fs, root, url)
+        if archive is None:
+            raise LayoutError(f"{url}: not a folder or an archive ({_FORMS})")
+        return archives.splits([archive], folder, folder_url)
     entries = list(_dir_entries(fs, root, url))
     if any(_find_images(e.rel, layout) is not None for e in entries):
         found = _group(fs, entries, layout, default_split=posixpath.basename(root.rstrip("/")), origin=url)
         return _split_by_lists(fs, entries, found, layout) if layout.split_lists else found
-    tars = sorted(
-        (e for e in entries if e.blob and "/" not in e.rel and e.rel.endswith(".tar")), key=lambda e: e.rel
-    )
-    if tars:
-        splits: list[Split] = []
-        for entry in tars:
-            assert entry.blob is not None
-            tar_url = f"{url.rstrip('/')}/{entry.rel}"
-            entries_of_tar = _tar_entries(fs, entry.blob.path, tar_url)
-            splits += _group(fs, entries_of_tar, layout, _tar_stem(entry.rel), tar_url)
-        return _merge(splits)
+    listing = {posixpath.basename(i["name"].rstrip("/")): i for i in fs.ls(root, detail=True)}
+    shipped = group_parts(listing, root.rstrip("/"), url.rstrip("/"))
+    if splits and any(a.split in splits for a in shipped):
+        shipped = [a for a in shipped if a.split in splits]
+    if shipped:
+        return archives.splits(shipped, root.rstrip("/"), url.rstrip("/"))
     raise LayoutError(
-        f"{url}: unknown layout: no {layout.images_dir}/ folder and no .tar archive; expected "
+        f"{url}: unknown layout: no {layout.images_dir}/ folder and no archive ({_FORMS}); expected "
         f"[SPLIT/]{layout.images_dir}/<video>/<frame>.jpg with {layout.masks_dir}/<video>/<frame>.png"
     )
+
+
+_FORMS = ".tar, .tar.gz, .tgz, .zip, or parts of one such as NAME.tar.gz.aa"
+
+
+def _parts_named(fs: Any, root: str, folder: str, folder_url: str) -> Archive | None:
+    """`train.tar.gz` given while only its parts (train.tar.gz.aa, ...) exist: those parts."""
+    if not folder or not fs.isdir(folder):
+        return None
+    listing = {posixpath.basename(i["name"].rstrip("/")): i for i in fs.ls(folder, detail=True)}
+    name = posixpath.basename(root)
+    return next((a for a in group_parts(listing, folder, folder_url) if a.paths[0] != root and
+                 posixpath.basename(a.url) == name), None)  # fmt: skip
+
+
+class _Archives:
+    """Splits from archives: checksums and meta_<split>.json beside them, listings (saved in cache)."""
+
+    def __init__(self, fs: Any, cache: Any | None, verify: bool, workers: int, layout: Layout) -> None:
+        self.fs, self.cache, self.verify, self.workers, self.layout = fs, cache, verify, workers, layout
+
+    def splits(self, archives: list[Archive], folder: str, folder_url: str) -> list[Split]:
+        names = [n for a in archives for n in a.names]
+        listed = self.fs.ls(folder, detail=False) if folder else []
+        beside = {posixpath.basename(p.rstrip("/")) for p in listed}
+        metas = {m.group("split"): n for n in sorted(beside) if (m := _SPLIT_META.match(n))}
+        sums = find_sums(self.fs, folder, folder_url, [*names, *metas.values()]) if self.verify else None
+        found: list[Split] = []
+        for archive in archives:
+            if sums:
+                missing_listed(archive, sums)
+            listing = load_or_scan(self.fs, archive, self.cache, sums, self.workers)
+            outside = {}
+            for split, name in metas.items():
+                path = posixpath.join(folder, name)
+                url = f"{folder_url}/{name}" if folder_url else name
+                outside[split] = (Blob(path, int(self.fs.size(path)), None, url), (sums or {}).get(name))
+            entries = _archive_entries(archive, listing)
+            found += _group(self.fs, entries, self.layout, archive.split, archive.url, outside)
+        return _merge(found)
 
 
 def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: Layout) -> list[Split]:
@@ -144,10 +207,6 @@ def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: 
     return out
 
 
-def _tar_stem(path: str) -> str:
-    return posixpath.basename(path)[: -len(".tar")]
-
-
 def _dir_entries(fs: Any, root: str, url: str) -> Iterator[_Entry]:
     listing = fs.find(root, withdirs=True, detail=True)
     prefix = root.rstrip("/") + "/"
@@ -161,28 +220,22 @@ def _dir_entries(fs: Any, root: str, url: str) -> Iterator[_Entry]:
         yield _Entry(rel, blob)
 
 
-def _tar_entries(fs: Any, path: str, url: str) -> Iterator[_Entry]:
-    """Index a tar by its headers (seeking past the data); refuse members that escape the archive."""
-    try:
-        with fs.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as archive:
-            yield from _tar_members(archive, path, url)
-    except tarfile.TarError as exc:
-        raise LayoutError(f"{url}: not a readable tar archive ({exc})") from None
-
-
-def _tar_members(archive: tarfile.TarFile, path: str, url: str) -> Iterator[_Entry]:
-    for member in archive:
+def _archive_entries(archive: Archive, listing: Listing) -> Iterator[_Entry]:
+    """Entries of a listed archive; refuse members that escape it or are links."""
+    path = archive.paths[0]
+    for number, member in enumerate(listing.members):
         name = member.name
-        display = f"{url}:{name}"
+        display = f"{archive.url}:{name}"
         if name.startswith("/") or ".." in name.split("/"):
             raise LayoutError(f"{display}: member path escapes the archive")
-        if member.issym() or member.islnk():
+        if member.kind == tarscan.LINK:
             raise LayoutError(f"{display}: links are not allowed in a source archive")
         rel = name[2:] if name.startswith("./") else name
-        if member.isdir():
+        if member.kind == tarscan.DIR:
             yield _Entry(rel.rstrip("/"), None)
-        elif member.isfile():
-            yield _Entry(rel, Blob(path, member.size, member.offset_data, display))
+        elif member.kind == tarscan.FILE:
+            codec = listing.codecs.get(number)
+            yield _Entry(rel, Blob(path, member.size, member.offset, display, archive=archive, codec=codec))
 
 
 def _find_images(rel: str, layout: Layout) -> int | None:
@@ -194,19 +247,29 @@ def _find_images(rel: str, layout: Layout) -> int | None:
 
 
 def _group(
-    fs: Any, entries: Iterable[_Entry], layout: Layout, default_split: str, origin: str
+    fs: Any,
+    entries: Iterable[_Entry],
+    layout: Layout,
+    default_split: str,
+    origin: str,
+    outside: dict[str, tuple[Blob, str | None]] | None = None,
 ) -> list[Split]:
-    """Sort entries into splits -> videos -> frames, recording problems per video."""
+    """Sort entries into splits -> videos -> frames, recording problems per video.
+
+    `outside`: meta files found beside an archive (split -> blob and its expected sha256)."""
     files: dict[tuple[str, str, str], dict[str, Blob]] = defaultdict(dict)  # (split, kind, video) -> name
     dirs: set[tuple[str, str, str]] = set()
-    metas: dict[str, Blob] = {}
+    metas: dict[str, tuple[Blob, str | None]] = {}
     problems: list[tuple[str, str, str]] = []
     for entry in entries:
         parts = entry.rel.split("/")
         if any(p.startswith(".") or p == "__MACOSX" for p in parts):
             continue  # editor and archiver debris: .DS_Store, ._files, __MACOSX/
         if entry.blob and parts[-1] == layout.meta_file:
-            metas[parts[-2] if len(parts) > 1 else default_split] = entry.blob
+            metas[parts[-2] if len(parts) > 1 else default_split] = (entry.blob, None)
+            continue
+        if entry.blob and (named := _SPLIT_META.match(parts[-1])):
+            metas[named.group("split")] = (entry.blob, None)
             continue
         index = _find_images(entry.rel, layout)
         if index is None:
@@ -232,9 +295,14 @@ def _group(
         files[(split, kind, rest[0])][rest[1]] = entry.blob
     for split, kind, video in dirs:
         files.setdefault((split, kind, video), {})
-    built = _build_splits(files, problems, origin, {s: read_categories(fs, b) for s, b in metas.items()})
+    splits_seen = {split for split, _kind, _video in files} | {split for split, _video, _p in problems}
+    for split, meta in (outside or {}).items():
+        if split in splits_seen:
+            metas.setdefault(split, meta)
+    categories = {s: read_categories(fs, blob, expected) for s, (blob, expected) in metas.items()}
+    built = _build_splits(files, problems, origin, categories)
     for found in built:
-        found.small_files += [metas[found.name]] if found.name in metas else []
+        found.small_files += [metas[found.name][0]] if found.name in metas else []
     return built
 
 
@@ -263,12 +331,13 @@ def _build_splits(
     return [splits[name] for name in sorted(splits)]
 
 
-def read_categories(fs: Any, blob: Blob) -> dict[str, dict[int, str]]:
-    """video id -> object id -> category, from a YouTube-VOS style meta.json."""
-    if blob.offset is None:
-        data = fs.cat_file(blob.path)
-    else:
-        data = fs.cat_file(blob.path, start=blob.offset, end=blob.offset + blob.size)
+def read_categories(fs: Any, blob: Blob, expected: str | None = None) -> dict[str, dict[int, str]]:
+    """video id -> object id -> category, from a YouTube-VOS style meta.json (or MOSEv2's
+    meta_<split>.json); `expected` is its sha256 from the checksums beside it."""
+    with SourceReader("", None, fs=fs) as reader:
+        data = reader.read_many([blob])[0]
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise LayoutError(f"{blob}: sha256 mismatch (the checksum file says {expected[:12]}…)")
     try:
         doc = json.loads(data)
         return {
@@ -340,46 +409,114 @@ def _checked(blob: Blob, data: bytes) -> bytes:
 
 
 class SourceReader:
-    """Reads blobs: local files and archives through one open handle each, remote ones by ranged GETs."""
+    """Reads blobs: plain files, and members of archives read in place (a plain tar or a zip: by byte
+    range, one open handle per local file, concurrent ranged GETs on object stores) or through the
+    archive's stream (split parts, gzip through its seek index, loaded from `cache` when needed)."""
 
-    def __init__(self, url: str, storage_options: StorageOptions | None = None) -> None:
-        self.fs, _ = url_to_fs(url, storage_options)
+    def __init__(
+        self, url: str, storage_options: StorageOptions | None = None, *, cache: Any | None = None,
+        fs: Any | None = None,
+    ) -> None:  # fmt: skip
+        self.fs = fs if fs is not None else url_to_fs(url, storage_options)[0]
         self._local = is_local(self.fs)
+        self._cache = cache
         self._handles: dict[str, Any] = {}
+        self._streams: dict[str, Any] = {}
 
     def read_many(self, blobs: list[Blob]) -> list[bytes]:
-        """The bytes of each blob, in order (concurrent requests on object stores); DataError naming an
-        unreadable blob."""
-        if self._local:
-            return [self._read_local(b) for b in blobs]
-        starts = [b.offset or 0 for b in blobs]
-        ends = [(b.offset or 0) + b.size for b in blobs]
-        data = self.fs.cat_ranges([b.path for b in blobs], starts, ends, on_error="return")
-        for blob, item in zip(blobs, data, strict=True):
-            if isinstance(item, Exception):
-                raise _unreadable(blob, item)
-        return [_checked(blob, item) for blob, item in zip(blobs, data, strict=True)]
+        """The bytes of each blob, in order; DataError naming an unreadable blob."""
+        out: list[bytes | None] = [None] * len(blobs)
+        direct = [i for i, b in enumerate(blobs) if b.archive is None or b.archive.seekable_in_place]
+        for i, data in zip(direct, self._read_ranges([blobs[i] for i in direct]), strict=True):
+            out[i] = data
+        streamed = sorted((i for i in range(len(blobs)) if out[i] is None), key=lambda i: _position(blobs[i]))
+        for i in streamed:
+            out[i] = self._read_streamed(blobs[i])
+        return [_checked(blob, data) for blob, data in zip(blobs, out, strict=True)]  # type: ignore[arg-type]
 
-    def _read_local(self, blob: Blob) -> bytes:
+    def _read_ranges(self, blobs: list[Blob]) -> list[bytes]:
+        spans = [_span(b) for b in blobs]
+        if self._local:
+            raw = [self._read_local(b, start, end) for b, (start, end) in zip(blobs, spans, strict=True)]
+        else:
+            paths = [b.path for b in blobs]
+            starts = [0 if s is None else s for s, _ in spans]
+            ends = [b.size if e is None else e for b, (_, e) in zip(blobs, spans, strict=True)]
+            raw = self.fs.cat_ranges(paths, starts, ends, on_error="return") if blobs else []
+            for blob, item in zip(blobs, raw, strict=True):
+                if isinstance(item, Exception):
+                    raise _unreadable(blob, item)
+        return [self._decoded(b, data) for b, data in zip(blobs, raw, strict=True)]
+
+    def _decoded(self, blob: Blob, data: bytes) -> bytes:
+        if blob.codec is None:
+            return data
+        assert blob.offset is not None
+        read_at = (lambda start, size: self._read_local(blob, start, start + size)) if self._local else (
+            lambda start, size: self.fs.cat_file(blob.path, start=start, end=start + size))  # fmt: skip
+        return zipsource.decode(data, blob.offset, blob.size, blob.codec, str(blob), read_at)
+
+    def _read_local(self, blob: Blob, start: int | None, end: int | None) -> bytes:
         try:
-            if blob.offset is None:
+            if start is None:
                 with open(blob.path, "rb") as fh:
-                    return _checked(blob, fh.read())
+                    data: bytes = fh.read()
+                    return data
             handle = self._handles.get(blob.path)
             if handle is None:
                 handle = self._handles[blob.path] = open(blob.path, "rb")  # noqa: SIM115 - closed in close()
-            handle.seek(blob.offset)
-            return _checked(blob, handle.read(blob.size))
+            handle.seek(start)
+            data = handle.read((end or start) - start)
+            return data
         except OSError as exc:
             raise _unreadable(blob, exc) from None
 
+    def _read_streamed(self, blob: Blob) -> bytes:
+        archive = blob.archive
+        assert archive is not None and blob.offset is not None
+        stream = self._streams.get(archive.key)
+        try:
+            if stream is None:
+                stream = self._streams[archive.key] = open_members(self.fs, archive, self._cache)
+            start, end = _span(blob)
+            assert start is not None and end is not None
+            stream.seek(start)
+            data: bytes = stream.read(end - start)
+        except (OSError, RuntimeError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise _unreadable(blob, exc) from None
+        if blob.codec is None:
+            return data
+
+        def read_at(start: int, size: int) -> bytes:
+            stream.seek(start)
+            more: bytes = stream.read(size)
+            return more
+
+        return zipsource.decode(data, blob.offset, blob.size, blob.codec, str(blob), read_at)
+
     def close(self) -> None:
-        for handle in self._handles.values():
+        for handle in [*self._handles.values(), *self._streams.values()]:
             handle.close()
         self._handles.clear()
+        self._streams.clear()
 
     def __enter__(self) -> SourceReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _span(blob: Blob) -> tuple[int | None, int | None]:
+    """The byte range to read for a blob: None for a whole plain file."""
+    if blob.offset is None:
+        return None, None
+    if blob.codec is not None:
+        return zipsource.span(blob.offset, blob.codec)
+    return blob.offset, blob.offset + blob.size
+
+
+def _position(blob: Blob) -> tuple[str, int]:
+    return (blob.archive.key if blob.archive else "", blob.offset or 0)

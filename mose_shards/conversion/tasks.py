@@ -89,7 +89,10 @@ def _build(task: ShardTask, store: Store, workdir: str) -> ShardResult:
     skipped: list[dict[str, str]] = []
     errors: list[str] = []
     tar_path = os.path.join(workdir, "shard.tar")
-    with SourceReader(task.source, task.source_options) as reader, ShardWriter(path=tar_path) as writer:
+    with (
+        SourceReader(task.source, task.source_options, cache=store) as reader,
+        ShardWriter(path=tar_path) as writer,
+    ):
         for video in plan.videos:
             try:
                 records = _read_video(reader, video, task.void_label)

@@ -1,0 +1,346 @@
+"""Source archives as they ship: `.tar`, `.tar.gz`/`.tgz`, `.zip`, each whole or cut into parts.
+
+Listing an archive gives its members (name, data offset, size); reading a member later needs only
+its offset. A plain `.tar` and a `.zip` are read in place by byte range. gzip is not seekable, so
+the one pass that lists a `.tar.gz` (it must decompress everything to find the headers) also builds
+a seek index with rapidgzip: one checkpoint (a 32 KiB window) every few MiB of compressed data.
+Conversion workers then decompress only their own byte ranges, starting from the nearest
+checkpoint. The listing and the index are saved under `OUT/.mose-shards/sources/`, keyed by every
+part's name, size and mtime/ETag, so a rerun (after a kill too) neither lists nor decompresses the
+archive again, and a changed archive is never taken for the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import LayoutError, MissingDependencyError
+from ..core.storage import version_of
+from . import tarscan
+from .parts import PartsFile, check_sums, order_parts, part_of
+
+log = logging.getLogger(__name__)
+
+KINDS = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".zip": "zip"}
+CACHE_DIR = ".mose-shards/sources"
+_FORMAT = 1  # bump when the saved listing changes shape
+_CHECKPOINTS = 2048  # at most this many seek points (~32 KiB each) whatever the archive's size
+_MIN_CHUNK, _MAX_CHUNK = 4 << 20, 64 << 20
+
+
+def kind_of(name: str) -> tuple[str, str] | None:
+    """(kind, split name) of an archive file name: train.tar.gz -> ('tar.gz', 'train')."""
+    for ext in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if name.endswith(ext) and len(name) > len(ext):
+            return KINDS[ext], name[: -len(ext)]
+    return None
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One archive of the source: its kind and its parts (one for an unsplit file), in order."""
+
+    kind: str  # "tar", "tar.gz" or "zip"
+    url: str  # the archive's URL without part suffix, for messages: .../train.tar.gz
+    paths: tuple[str, ...]
+    sizes: tuple[int, ...]
+    stamps: tuple[str, ...]  # mtime or ETag of each part: a changed part changes the key
+    key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        names = [posixpath.basename(p) for p in self.paths]
+        doc = json.dumps([_FORMAT, self.kind, names, list(self.sizes), list(self.stamps)])
+        object.__setattr__(self, "key", hashlib.sha256(doc.encode()).hexdigest()[:24])
+
+    @property
+    def names(self) -> list[str]:
+        return [posixpath.basename(p) for p in self.paths]
+
+    @property
+    def part_urls(self) -> list[str]:
+        folder = self.url.rsplit("/", 1)[0] if "/" in self.url else ""
+        return [f"{folder}/{n}" if folder else n for n in self.names]
+
+    @property
+    def split(self) -> str:
+        found = kind_of(posixpath.basename(self.url))
+        return found[1] if found else posixpath.basename(self.url)
+
+    @property
+    def seekable_in_place(self) -> bool:
+        """Members can be read by byte range of the file itself (no decompression, one file)."""
+        return self.kind != "tar.gz" and len(self.paths) == 1
+
+    def open(self, fs: Any, hashing: bool = False) -> PartsFile:
+        return PartsFile(fs, list(self.paths), list(self.sizes), self.part_urls, hashing)
+
+
+def archive_at(fs: Any, path: str, url: str) -> Archive | None:
+    """The archive a file path names (an unsplit archive, or one part of a split one), else None."""
+    name = posixpath.basename(path)
+    folder = posixpath.dirname(path)
+    folder_url = url.rsplit("/", 1)[0] if "/" in url else ""
+    split = part_of(name)
+    if split is None:
+        if kind_of(name) is None:
+            return None
+        info = fs.info(path)
+        return Archive(kind_of(name)[0], url, (path,), (int(info["size"]),), (version_of(info),))  # type: ignore[index]
+    listing = {posixpath.basename(p["name"].rstrip("/")): p for p in fs.ls(folder, detail=True)}
+    found = group_parts(listing, folder, folder_url)
+    return next(a for a in found if posixpath.basename(a.url) == split[0])
+
+
+def group_parts(listing: dict[str, dict[str, Any]], folder: str, folder_url: str) -> list[Archive]:
+    """The archives among the files of one folder (name -> fsspec info): whole ones and split ones."""
+    archives: list[Archive] = []
+    split: dict[str, list[str]] = {}
+    for name, info in sorted(listing.items()):
+        if info.get("type") == "directory":
+            continue
+        parted = part_of(name)
+        if parted is not None:
+            split.setdefault(parted[0], []).append(parted[1])
+        elif (kind := kind_of(name)) is not None:
+            path = posixpath.join(folder, name)
+            url = f"{folder_url}/{name}" if folder_url else name
+            archives.append(Archive(kind[0], url, (path,), (int(info["size"]),), (version_of(info),)))
+    for stem, suffixes in sorted(split.items()):
+        url = f"{folder_url}/{stem}" if folder_url else stem
+        if stem in listing:
+            raise LayoutError(f"{url}: found both whole and in parts ({stem}.{suffixes[0]}); keep one")
+        names = [f"{stem}.{s}" for s in order_parts(url, suffixes)]
+        infos = [listing[n] for n in names]
+        archives.append(
+            Archive(
+                kind_of(stem)[0],  # type: ignore[index]
+                url,
+                tuple(posixpath.join(folder, n) for n in names),
+                tuple(int(i["size"]) for i in infos),
+                tuple(version_of(i) for i in infos),
+            )
+        )
+    return sorted(archives, key=lambda a: a.url)
+
+
+def missing_listed(archive: Archive, sums: dict[str, str]) -> None:
+    """A part named in the checksums beyond the last one found (a missing last part) is an error."""
+    if len(archive.paths) == 1 and part_of(archive.names[0]) is None:
+        return
+    stem = posixpath.basename(archive.url)
+    have = set(archive.names)
+    for name in sorted(sums):
+        parted = part_of(name)
+        if parted and parted[0] == stem and name not in have:
+            folder = archive.url.rsplit("/", 1)[0]
+            raise LayoutError(f"{folder}/{name}: listed in the checksums but missing")
+
+
+# --- listing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Listing:
+    """The members of an archive: tar members, or zip members with their codec."""
+
+    members: list[tarscan.TarMember]
+    codecs: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # zip: index -> codec
+    index: bytes | None = None  # gzip seek index (indexed_gzip format), for tar.gz
+    verified: bool = False
+
+
+def scan(fs: Any, archive: Archive, sums: dict[str, str] | None, workers: int = 1) -> Listing:
+    """List an archive's members, hashing its parts against `sums` on the way (None: no check)."""
+    checking = bool(sums) and any(n in sums for n in archive.names)  # type: ignore[operator]
+    with archive.open(fs, hashing=checking) as raw:
+        if archive.kind == "tar.gz":
+            listing = _scan_gzip(raw, archive, workers, sums if checking else None)
+        elif archive.kind == "zip":
+            from .zipsource import scan_zip
+
+            listing = scan_zip(raw, archive)
+            if checking:
+                raw.seek(0)
+                while raw.read(8 << 20):  # the one extra pass: a zip is otherwise read by its directory
+                    pass
+        else:
+            gap = None if checking else 4 << 20  # hashing reads every byte; else seek over large members
+            total = sum(archive.sizes)
+            members = list(tarscan.scan(raw, archive.url, size=total, seek_gap=gap, drain=checking))
+            listing = Listing(members)
+        if checking:
+            check_sums(archive.part_urls, archive.names, raw.finish_hashes(), sums or {})
+            listing.verified = True
+    return listing
+
+
+def _rapidgzip() -> Any:
+    try:
+        import rapidgzip
+    except ImportError:
+        raise MissingDependencyError("rapidgzip", "gzip") from None
+    return rapidgzip
+
+
+def chunk_size(archive: Archive) -> int:
+    """Compressed bytes between seek points: at most _CHECKPOINTS of them, 4 to 64 MiB apart."""
+    return max(_MIN_CHUNK, min(_MAX_CHUNK, sum(archive.sizes) // _CHECKPOINTS))
+
+
+def _scan_gzip(raw: PartsFile, archive: Archive, workers: int, sums: dict[str, str] | None) -> Listing:
+    if raw.read(2) != b"\x1f\x8b":
+        raise LayoutError(f"{archive.part_urls[0]}: not gzip data (a .tar.gz must start with 1f 8b)")
+    raw.seek(0)
+    rapidgzip = _rapidgzip()
+    threads = max(1, min(workers, os.cpu_count() or 1))
+    gz = rapidgzip.RapidgzipFile(raw, parallelization=threads, chunk_size=chunk_size(archive))
+    try:
+        members = list(tarscan.scan(gz, archive.url, seek_gap=None, drain=True, block=4 << 20))
+        buffer = io.BytesIO()
+        gz.export_index(buffer)
+    except LayoutError as exc:
+        raise _gzip_error(raw, archive, sums, exc) from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise _gzip_error(raw, archive, sums, exc) from None
+    finally:
+        gz.close()
+    return Listing(members, index=buffer.getvalue())
+
+
+def _gzip_error(raw: PartsFile, archive: Archive, sums: dict[str, str] | None, exc: Exception) -> LayoutError:
+    """Name the part at fault: by checksum when there are sums, else the part being read."""
+    if sums:
+        check_sums(archive.part_urls, archive.names, raw.finish_hashes(), sums)
+    index = raw.part_at(max(0, raw.frontier - 1))
+    last = index == len(archive.paths) - 1 and raw.frontier >= raw.total
+    text = _reason(exc)
+    if isinstance(exc, LayoutError) and not last:
+        return exc
+    if "Mismatching" in text:  # the trailer was read: the stream is whole but its bytes are not
+        where = archive.url if len(archive.paths) == 1 else f"{archive.url}.* ({', '.join(archive.names)})"
+        return LayoutError(f"{where}: damaged gzip data ({text}); check the parts against their checksums")
+    if last:
+        return LayoutError(f"{archive.part_urls[index]}: truncated (the gzip stream ends early: {text})")
+    return LayoutError(f"{archive.part_urls[index]}: damaged gzip data ({text})")
+
+
+def _reason(exc: Exception) -> str:
+    """The decoder's message, short: without its [Wrapper][Thread N] prefixes and bit positions."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"^(\[[^\]]*\]\s*)+", "", text)
+    text = re.sub(r"Decoding failed with error code -?\d+: ", "", text)
+    return text.split("!")[0].strip()[:100]
+
+
+# --- the saved listing and seek index -------------------------------------------------------------
+
+_INDEXES: dict[str, bytes] = {}  # gzip seek indexes built or loaded in this process, by archive key
+_COLUMNS = ("name", "offset", "size", "kind", "method", "packed", "crc", "header")
+
+
+def load_or_scan(
+    fs: Any, archive: Archive, cache: Any | None, sums: dict[str, str] | None, workers: int = 1
+) -> Listing:
+    """The archive's listing from `cache` (a Store: OUT) when saved by an earlier run, else scanned
+    now and saved there. A listing saved without checking is not reused when sums must be checked."""
+    base = f"{CACHE_DIR}/{archive.key}"
+    checking = bool(sums) and any(n in sums for n in archive.names)  # type: ignore[operator]
+    if cache is not None and cache.exists(f"{base}.parquet"):
+        listing = _load(cache, base, archive)
+        if listing is not None and (listing.verified or not checking):
+            log.info("%s: listing reused from %s", archive.url, cache.url_of(base))
+            return listing
+    listing = scan(fs, archive, sums, workers)
+    if listing.index is not None:
+        _remember(archive.key, listing.index)
+    if cache is not None:
+        _save(cache, base, listing)
+    return listing
+
+
+def _save(cache: Any, base: str, listing: Listing) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    members = listing.members
+    codecs = [listing.codecs.get(i, (-1, -1, -1, -1)) for i in range(len(members))]
+    columns = {
+        "name": pa.array([m.name for m in members], pa.string()),
+        "offset": pa.array([m.offset for m in members], pa.int64()),
+        "size": pa.array([m.size for m in members], pa.int64()),
+        "kind": pa.array([m.kind for m in members], pa.string()).dictionary_encode(),
+    }
+    for position, column in enumerate(_COLUMNS[4:]):
+        columns[column] = pa.array([c[position] for c in codecs], pa.int64())
+    table = pa.table(columns).replace_schema_metadata({"verified": str(int(listing.verified))})
+    if listing.index is not None:
+        cache.write(f"{base}.gzidx", listing.index)  # before the listing: the listing says both are there
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    cache.write(f"{base}.parquet", sink.getvalue())
+
+
+def _load(cache: Any, base: str, archive: Archive) -> Listing | None:
+    try:
+        table = cache.read_parquet(f"{base}.parquet")
+        index = cache.read(f"{base}.gzidx") if archive.kind == "tar.gz" else None
+    except Exception as exc:  # a damaged cache is rebuilt, never trusted: it is only a cache
+        log.warning("%s: saved listing unreadable (%s); listing the archive again", archive.url, exc)
+        return None
+    cols = table.to_pydict()
+    members = [tarscan.TarMember(*row) for row in zip(*(cols[c] for c in _COLUMNS[:4]), strict=True)]
+    codec_rows = zip(*(cols[c] for c in _COLUMNS[4:]), strict=True)
+    codecs = {i: codec for i, codec in enumerate(codec_rows) if codec[0] >= 0}
+    verified = (table.schema.metadata or {}).get(b"verified") == b"1"
+    if index is not None:
+        _remember(archive.key, index)
+    return Listing(members, codecs, index, verified)
+
+
+def _remember(key: str, index: bytes) -> None:
+    while len(_INDEXES) >= 2:  # a worker reads one or two archives at a time; keep memory bounded
+        _INDEXES.pop(next(iter(_INDEXES)))
+    _INDEXES[key] = index
+
+
+def open_members(fs: Any, archive: Archive, cache: Any | None) -> Any:
+    """A seekable binary file of the archive's (uncompressed) bytes, for reading members by offset."""
+    raw = archive.open(fs)
+    if archive.kind != "tar.gz":
+        return raw
+    index = _INDEXES.get(archive.key)
+    if index is None:
+        if cache is None:
+            raise LayoutError(f"{archive.url}: no seek index in this process and no output to load it from")
+        index = cache.read(f"{CACHE_DIR}/{archive.key}.gzidx")
+        _remember(archive.key, index)
+    gz = _rapidgzip().RapidgzipFile(raw, parallelization=1, chunk_size=chunk_size(archive))
+    gz.import_index(io.BytesIO(index))
+    return _Closing(gz, raw)
+
+
+class _Closing:
+    """A decompressed stream that closes its compressed source with it."""
+
+    def __init__(self, stream: Any, raw: PartsFile) -> None:
+        self.stream = stream
+        self.raw = raw
+
+    def seek(self, offset: int) -> int:
+        return int(self.stream.seek(offset))
+
+    def read(self, size: int) -> bytes:
+        data: bytes = self.stream.read(size)
+        return data
+
+    def close(self) -> None:
+        self.stream.close()
+        self.raw.close()

@@ -1,0 +1,235 @@
+"""Split files read as one stream, and the checksums shipped beside them.
+
+Datasets ship cut into parts (`train.tar.gz.aa`, `.ab`, ... or `.001`, `.002`, ...) beside a
+`SHA256SUMS` (or one `<file>.sha256` per file). `PartsFile` is one seekable binary file over the
+parts, on any fsspec filesystem; while it is read front to back it hashes each part (a streaming hash,
+not an extra pass) so `check()` can name the part whose bytes are not what the sums say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import posixpath
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ..core.errors import LayoutError
+
+log = logging.getLogger(__name__)
+
+SUMS_FILES = ("SHA256SUMS", "SHA256SUMS.txt", "sha256sums.txt")
+_PART = re.compile(r"^(?P<stem>.+)\.(?P<suffix>[a-z]{2,3}|\d{2,4})$")
+_ARCHIVE_STEMS = (".tar", ".tar.gz", ".tgz", ".zip")
+_PENDING_LIMIT = 64 << 20  # out-of-order reads kept for the hash, at most (a parallel decoder reads ahead)
+
+
+def part_of(name: str) -> tuple[str, str] | None:
+    """(archive name, suffix) when `name` is one part of a split archive, e.g. train.tar.gz.ab."""
+    if name.endswith(_ARCHIVE_STEMS):
+        return None  # valid.tar.gz is an archive, not part "gz" of valid.tar
+    match = _PART.match(name)
+    if match and match.group("stem").endswith(_ARCHIVE_STEMS):
+        return match.group("stem"), match.group("suffix")
+    return None
+
+
+def _suffix_number(suffix: str) -> int:
+    if suffix.isdigit():
+        return int(suffix)
+    value = 0
+    for char in suffix:
+        value = value * 26 + ord(char) - ord("a")
+    return value
+
+
+def order_parts(stem_url: str, suffixes: Iterable[str]) -> list[str]:
+    """The suffixes in stream order; LayoutError naming the first missing part (a gap in the sequence)."""
+    ordered = sorted(suffixes, key=lambda s: (not s.isdigit(), len(s), _suffix_number(s)))
+    kinds = {(s.isdigit(), len(s)) for s in ordered}
+    if len(kinds) > 1:
+        raise LayoutError(f"{stem_url}: parts with mixed suffixes ({', '.join(ordered)})")
+    first = _suffix_number(ordered[0])
+    start = first if ordered[0].isdigit() and first in (0, 1) else 0
+    for expected, suffix in enumerate(ordered, start):
+        if _suffix_number(suffix) != expected:
+            missing = _suffix_name(expected, suffix)
+            raise LayoutError(f"{stem_url}.{missing}: missing part (found {', '.join(ordered)})")
+    return ordered
+
+
+def _suffix_name(number: int, like: str) -> str:
+    if like.isdigit():
+        return str(number).zfill(len(like))
+    chars = []
+    for _ in like:
+        number, rem = divmod(number, 26)
+        chars.append(chr(ord("a") + rem))
+    return "".join(reversed(chars))
+
+
+def parse_sums(text: str, where: str) -> dict[str, str]:
+    """file name -> sha256 hex, from `sha256sum` output (`HEX  name` or `HEX *name`)."""
+    sums: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        digest, _, name = line.partition(" ")
+        name = name.strip().lstrip("*")
+        if len(digest) != 64 or not name or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise LayoutError(f"{where}: line {number} is not 'SHA256  NAME'")
+        sums[posixpath.normpath(name.removeprefix("./"))] = digest.lower()
+    return sums
+
+
+def find_sums(fs: Any, folder: str, url: str, names: Iterable[str]) -> dict[str, str]:
+    """Expected sha256 per file name in `folder`: SHA256SUMS there, then `<name>.sha256` files."""
+    listing = {posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)}
+    sums: dict[str, str] = {}
+    for candidate in SUMS_FILES:
+        if candidate in listing:
+            text = fs.cat_file(posixpath.join(folder, candidate)).decode("utf-8", "replace")
+            sums.update(parse_sums(text, f"{url.rstrip('/')}/{candidate}"))
+            break
+    for name in names:
+        if f"{name}.sha256" in listing:
+            text = fs.cat_file(posixpath.join(folder, f"{name}.sha256")).decode("utf-8", "replace")
+            where = f"{url.rstrip('/')}/{name}.sha256"
+            digest = text.split()[0] if text.split() else ""
+            sums[name] = parse_sums(f"{digest}  {name}", where)[name]
+    return sums
+
+
+class _PartHash:
+    """sha256 of one part from reads that may come out of order (kept up to a limit) or twice."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.frontier = 0
+        self.pending: dict[int, bytes] = {}
+        self.pending_bytes = 0
+
+    def feed(self, pos: int, data: bytes) -> None:
+        end = pos + len(data)
+        if end <= self.frontier:
+            return
+        if pos > self.frontier:
+            if self.pending_bytes + len(data) <= _PENDING_LIMIT and pos not in self.pending:
+                self.pending[pos] = data
+                self.pending_bytes += len(data)
+            return
+        self.digest.update(memoryview(data)[self.frontier - pos :])
+        self.frontier = end
+        while self.pending:
+            ready = [p for p in self.pending if p <= self.frontier]
+            if not ready:
+                break
+            for p in sorted(ready):
+                chunk = self.pending.pop(p)
+                self.pending_bytes -= len(chunk)
+                if p + len(chunk) > self.frontier:
+                    self.digest.update(memoryview(chunk)[self.frontier - p :])
+                    self.frontier = p + len(chunk)
+
+
+class PartsFile(io.RawIOBase):
+    """The concatenation of files (one or more parts) as one seekable, read-only binary file."""
+
+    def __init__(self, fs: Any, paths: list[str], sizes: list[int], urls: list[str], hashing: bool) -> None:
+        super().__init__()
+        self.fs = fs
+        self.paths = paths
+        self.sizes = sizes
+        self.urls = urls
+        self.starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.total = sum(sizes)
+        self.pos = 0
+        self.frontier = 0  # the furthest byte read so far
+        self.hashes = [_PartHash() for _ in paths] if hashing else None
+        self._handles: dict[int, Any] = {}
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.total}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def part_at(self, offset: int) -> int:
+        """The index of the part holding byte `offset` (the last part past the end)."""
+        for index in range(len(self.starts) - 1, -1, -1):
+            if offset >= self.starts[index]:
+                return index
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and self.pos < self.total:
+            index = self.part_at(self.pos)
+            local = self.pos - self.starts[index]
+            want = min(len(view) - done, self.sizes[index] - local)
+            data = self._read(index, local, want)
+            if len(data) != want:
+                raise LayoutError(f"{self.urls[index]}: shorter than listed (changed while reading?)")
+            view[done : done + want] = data
+            if self.hashes is not None:
+                self.hashes[index].feed(local, data)
+            done += want
+            self.pos += want
+        self.frontier = max(self.frontier, self.pos)
+        return done
+
+    def _read(self, index: int, local: int, size: int) -> bytes:
+        handle = self._handles.get(index)
+        if handle is None:
+            for old in self._handles.values():  # one part open at a time
+                old.close()
+            self._handles = {index: self.fs.open(self.paths[index], "rb")}
+            handle = self._handles[index]
+        handle.seek(local)
+        data: bytes = handle.read(size)
+        return data
+
+    def finish_hashes(self) -> list[str]:
+        """The sha256 of each part; bytes the reads skipped are read now (logged, normally none)."""
+        assert self.hashes is not None
+        out = []
+        for index, state in enumerate(self.hashes):
+            if state.frontier < self.sizes[index]:
+                left = self.sizes[index] - state.frontier
+                log.info("%s: hashing %d bytes not read yet", self.urls[index], left)
+                state.pending.clear()
+                position = state.frontier
+                while position < self.sizes[index]:
+                    data = self._read(index, position, min(8 << 20, self.sizes[index] - position))
+                    if not data:
+                        break
+                    state.feed(position, data)
+                    position += len(data)
+            out.append(state.digest.hexdigest())
+        return out
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
+        super().close()
+
+
+def check_sums(urls: list[str], names: list[str], digests: list[str], sums: dict[str, str]) -> None:
+    """LayoutError naming the first file whose sha256 is not the one its checksum file gives."""
+    for url, name, digest in zip(urls, names, digests, strict=True):
+        expected = sums.get(name)
+        if expected is not None and expected != digest:
+            raise LayoutError(f"{url}: sha256 mismatch ({digest[:12]}…, SHA256SUMS says {expected[:12]}…)")

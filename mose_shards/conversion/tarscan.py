@@ -1,0 +1,190 @@
+"""Tar member headers -> (name, data offset, size, kind), fast, from any readable binary stream.
+
+`tarfile` builds a TarInfo object per member and seeks once per member: on a MOSEv2-size tar
+(933k members) listing alone took ~27 s. This parser slices the 512-byte headers out of large
+sequential reads (or seeks over a large member's data when that is cheaper) and builds nothing but a
+tuple per member. It reads what the conversion needs: ustar names with prefix, GNU long names, pax
+`path`/`size` records, directories, regular files; links are reported so the caller can refuse them.
+
+Stricter than `tarfile`: a header with a bad checksum anywhere (tarfile stops listing there,
+silently) and a member whose data runs past the end are errors naming the archive.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from ..core.errors import LayoutError
+
+BLOCK = 512
+FILE, DIR, LINK, OTHER = "file", "dir", "link", "other"
+_KINDS = {b"0": FILE, b"\0": FILE, b"7": FILE, b"5": DIR, b"1": LINK, b"2": LINK}
+_OTHERS = frozenset(b"3 4 6".split())  # character/block devices and fifos: no data, skipped
+
+
+class TarMember(NamedTuple):
+    name: str
+    offset: int  # where the member's data starts in the (uncompressed) archive
+    size: int
+    kind: str  # FILE, DIR, LINK or OTHER
+
+
+class _Window:
+    """Bytes of a stream by absolute offset, from large reads; a far jump is a seek when allowed."""
+
+    def __init__(self, fh: Any, block: int, seek_gap: int | None) -> None:
+        self.fh = fh
+        self.block = block
+        self.seek_gap = seek_gap  # None: never seek (read and drop), e.g. to hash or decompress everything
+        self.buf = b""
+        self.start = 0
+
+    def get(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes at `offset` (fewer only at the end of the stream)."""
+        rel = offset - self.start
+        if rel >= 0 and rel + size <= len(self.buf):
+            return self.buf[rel : rel + size]
+        end = self.start + len(self.buf)
+        tail = self.buf[rel:] if 0 <= rel < len(self.buf) else b""
+        if offset > end:
+            self._skip(offset - end)
+        want = max(self.block, size - len(tail))
+        self.buf = tail + self._read(want)
+        self.start = offset
+        return self.buf[:size]
+
+    def _skip(self, gap: int) -> None:
+        if self.seek_gap is not None and gap > self.seek_gap:
+            self.fh.seek(self.start + len(self.buf) + gap)
+            return
+        while gap > 0:
+            got = len(self._read(min(gap, self.block)))
+            if not got:
+                return
+            gap -= got
+
+    def _read(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left > 0:
+            data = self.fh.read(left)
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+        return b"".join(chunks)
+
+    def drain(self) -> None:
+        """Read the stream to its end (so a decompressor checks its trailer, a hash sees every byte)."""
+        while self._read(self.block):
+            pass
+
+
+def scan(
+    fh: Any,
+    where: str,
+    *,
+    size: int | None = None,
+    block: int = 1 << 20,
+    seek_gap: int | None = 4 << 20,
+    drain: bool = False,
+) -> Iterator[TarMember]:
+    """Every member of the tar read from `fh` (positioned at its start), in archive order.
+
+    `size` (when known) lets a truncated archive be named; `seek_gap=None` reads every byte, and
+    `drain` goes on reading after the end-of-archive marker to the end of the stream.
+    """
+    window = _Window(fh, block, seek_gap)
+    offset = 0
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    while True:
+        header = window.get(offset, BLOCK)
+        if len(header) < BLOCK:
+            if offset == 0 or header.strip(b"\0"):
+                raise LayoutError(f"{where}: truncated tar archive (header at byte {offset} is cut off)")
+            break  # no end-of-archive marker: tarfile accepts this too
+        if not header.strip(b"\0"):
+            break
+        name, member_size, kind_flag = _header(header, where, offset)
+        data = offset + BLOCK
+        following = data + -(-member_size // BLOCK) * BLOCK
+        if size is not None and data + member_size > size:
+            raise LayoutError(f"{where}: truncated tar archive ({name!r} runs past the end)")
+        if kind_flag in (b"L", b"x", b"g"):
+            payload = window.get(data, member_size)
+            if len(payload) < member_size:
+                raise LayoutError(f"{where}: truncated tar archive ({name!r} runs past the end)")
+            if kind_flag == b"L":
+                long_name = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif kind_flag == b"x":
+                pax = _pax(payload, where)
+            offset = following
+            continue
+        if long_name is not None:
+            name, long_name = long_name, None
+        if pax:
+            name = pax.get("path", name)
+            if "size" in pax:
+                member_size = int(pax["size"])
+                following = data + -(-member_size // BLOCK) * BLOCK
+            pax = {}
+        kind = _KINDS.get(kind_flag)
+        if kind == FILE and name.endswith("/") and kind_flag == b"\0":
+            kind = DIR  # old-style directory entry
+        if kind is None:
+            if kind_flag not in _OTHERS and kind_flag != b"K":
+                raise LayoutError(f"{where}:{name}: unsupported tar member type {kind_flag!r}")
+            kind = OTHER
+        if kind == DIR:
+            name = name.rstrip("/")
+        yield TarMember(name, data, member_size, kind)
+        offset = following
+    if drain:
+        window.drain()
+
+
+def _header(header: bytes, where: str, offset: int) -> tuple[str, int, bytes]:
+    stored = header[148:156]
+    try:
+        recorded = int(stored.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        recorded = -1
+    # The checksum is the byte sum of the header with its own field read as spaces. adler32's low half
+    # is 1 + that byte sum mod 65521, computed in C: ~15x faster than sum() on 512 bytes.
+    if (recorded + sum(stored) - 8 * 0x20 + 1) % 65521 != zlib.adler32(header) & 0xFFFF:
+        what = "not a tar archive" if offset == 0 else f"damaged tar header at byte {offset}"
+        raise LayoutError(f"{where}: {what} (bad header checksum)")
+    name = header[:100].split(b"\0", 1)[0]
+    if header[257:262] == b"ustar":
+        prefix = header[345:500].split(b"\0", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    return name.decode("utf-8", "surrogateescape"), _number(header[124:136], where, offset), header[156:157]
+
+
+def _number(field: bytes, where: str, offset: int) -> int:
+    if field[0] & 0x80:  # GNU base-256, for sizes of 8 GiB and more
+        value = int.from_bytes(field[1:], "big")
+        return value - (1 << (8 * len(field) - 8)) if field[0] & 0x40 else value
+    try:
+        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        raise LayoutError(f"{where}: damaged tar header at byte {offset} (size field)") from None
+
+
+def _pax(payload: bytes, where: str) -> dict[str, str]:
+    """`length key=value\\n` records (POSIX.1-2001 extended header)."""
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(payload) and payload[pos : pos + 1] != b"\0":
+        space = payload.find(b" ", pos)
+        try:
+            length = int(payload[pos:space])
+        except ValueError:
+            raise LayoutError(f"{where}: damaged pax header") from None
+        key, _, value = payload[space + 1 : pos + length - 1].partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out

@@ -1,0 +1,346 @@
+"""Sources as they ship: .tar.gz, .tgz, split parts, the Hub folder, .zip; checksums; bad archives."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mose_shards.config import ConvertConfig
+from mose_shards.errors import ConfigError, LayoutError
+
+from mose_shards import archives, tarscan
+from mose_shards.cli import main
+from mose_shards.conversion import convert
+from mose_shards.synth import SynthSpec, generate
+from tests.conftest import SMALL_SHARD
+from tests.helpers import table, tree_bytes
+
+
+def make_tar(root: Path, names: list[str], dest: Path) -> Path:
+    """A tar of root/<name> for each name, in sorted order (tar's own member order)."""
+    with tarfile.open(dest, "w") as archive:
+        for name in names:
+            archive.add(root / name, arcname=name)
+    return dest
+
+
+def cut(data: bytes, dest: Path, stem: str, count: int, numeric: bool = False) -> list[Path]:
+    """`data` cut into `count` parts named like split(1): stem.aa, stem.ab, ... or stem.001, ..."""
+    size = -(-len(data) // count)
+    paths = []
+    for i in range(count):
+        suffix = f"{i + 1:03d}" if numeric else "a" + chr(ord("a") + i)
+        path = dest / f"{stem}.{suffix}"
+        path.write_bytes(data[i * size : (i + 1) * size])
+        paths.append(path)
+    return paths
+
+
+def write_sums(folder: Path) -> None:
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(folder.iterdir())]
+    (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def hub(raw: Path, dest: Path) -> Path:
+    """The Hugging Face layout: train.tar.gz.aa..ac, valid.tar.gz and SHA256SUMS."""
+    dest.mkdir(parents=True)
+    train = gzip.compress(make_tar(raw, ["train"], dest / "t.tar").read_bytes(), mtime=0)
+    (dest / "t.tar").unlink()
+    cut(train, dest, "train.tar.gz", 3)
+    (dest / "valid.tar.gz").write_bytes(gzip.compress(make_tar(raw, ["valid"], dest / "v.tar").read_bytes()))
+    (dest / "v.tar").unlink()
+    write_sums(dest)
+    return dest
+
+
+def _tgz(raw: Path, dest: Path) -> Path:
+    dest.mkdir()
+    data = gzip.compress(make_tar(raw, ["train", "valid"], dest / "x.tar").read_bytes())
+    (dest / "x.tar").unlink()
+    (dest / "mose.tgz").write_bytes(data)
+    return dest / "mose.tgz"
+
+
+def _numeric_parts(raw: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for split in ("train", "valid"):
+        data = make_tar(raw, [split], dest / "x.tar").read_bytes()
+        cut(data, dest, f"{split}.tar", 2, numeric=True)
+    (dest / "x.tar").unlink()
+    return dest
+
+
+def _zip(raw: Path, dest: Path, prefix: str = "") -> Path:
+    """A zip of the tree: JPEGs stored, PNGs and JSON deflated (as zip tools do by extension)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest, "w") as archive:
+        for path in sorted(raw.rglob("*")):
+            method = zipfile.ZIP_STORED if path.suffix == ".jpg" else zipfile.ZIP_DEFLATED
+            archive.write(path, f"{prefix}{path.relative_to(raw)}", compress_type=method)
+    return dest
+
+
+def _split_zips(raw: Path, dest: Path) -> Path:
+    for split in ("train", "valid"):
+        _zip(raw / split, dest / f"{split}.zip")
+    return dest
+
+
+def _parts_by_name(raw: Path, dest: Path) -> Path:
+    """SRC names train.tar.gz where only its parts exist (and valid comes as its own archive)."""
+    return hub(raw, dest) / "train.tar.gz"
+
+
+FORMS: dict[str, Callable[[Path, Path], Path]] = {
+    "hub": hub,
+    "tgz": _tgz,
+    "tar-numeric-parts": _numeric_parts,
+    "zip": lambda raw, dest: _zip(raw, dest / "mose.zip"),
+    "zip-per-split": _split_zips,
+}
+
+
+def _expected(converted: Path, splits: tuple[str, ...] = ("train", "valid")) -> dict[str, bytes]:
+    want = tree_bytes(converted)
+    del want["manifest.json"]
+    return {k: v for k, v in want.items() if k.rsplit("/", 1)[-1].split("-")[0] in splits}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_every_form_converts_like_the_extracted_folder(
+    form: str, raw_tree: Path, converted: Path, tmp_path: Path
+) -> None:
+    """Each shipped form gives shards and tables byte-identical to converting the extracted tree."""
+    source = FORMS[form](raw_tree, tmp_path / "src")
+    out = tmp_path / "out"
+    convert(ConvertConfig(source=str(source), output=str(out), shard_size=SMALL_SHARD))
+    got = tree_bytes(out)
+    assert got.pop("manifest.json")
+    assert got == _expected(converted)
+
+
+def test_parts_named_by_their_archive(raw_tree: Path, converted: Path, tmp_path: Path) -> None:
+    """SRC may name train.tar.gz when only train.tar.gz.aa.. exist: the parts are that archive."""
+    source = _parts_by_name(raw_tree, tmp_path / "src")
+    out = tmp_path / "out"
+    convert(ConvertConfig(source=str(source), output=str(out), shard_size=SMALL_SHARD))
+    got = tree_bytes(out)
+    got.pop("manifest.json")
+    assert got == _expected(converted, ("train",))
+
+
+def test_meta_split_json_beside_the_archives(tmp_path: Path) -> None:
+    """MOSEv2's meta_<split>.json beside the archives gives the categories meta.json gives."""
+    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=2, frames=3, size=(64, 48), categories=True))
+    folder_out = tmp_path / "folder-out"
+    convert(ConvertConfig(source=str(raw), output=str(folder_out)))
+    shipped = tmp_path / "shipped"
+    for split in ("train", "valid"):
+        shutil.move(raw / split / "meta.json", tmp_path / f"meta_{split}.json")
+    hub(raw, shipped)
+    for split in ("train", "valid"):
+        shutil.move(tmp_path / f"meta_{split}.json", shipped / f"meta_{split}.json")
+    out = tmp_path / "out"
+    convert(ConvertConfig(source=str(shipped), output=str(out)))
+    objects = table(out, "objects")
+    assert objects == table(folder_out, "objects")
+    assert all(row["category"] for row in objects)
+
+
+def _convert_cli(source: Path, out: Path, *extra: str) -> int:
+    return main(["convert", str(source), str(out), "-q", *extra])
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mose-shards: error")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _nothing_committed(out: Path) -> None:
+    assert not (out / "manifest.json").exists()
+    assert not any((out / "shards").rglob("*.tar")) if (out / "shards").exists() else True
+
+
+def _missing_middle(src: Path) -> str:
+    (src / "train.tar.gz.ab").unlink()
+    return "train.tar.gz.ab: missing part"
+
+
+def _truncated_last(src: Path) -> str:
+    last = src / "train.tar.gz.ac"
+    last.write_bytes(last.read_bytes()[:-100])
+    write_sums(src)
+    return "train.tar.gz.ac: truncated"
+
+
+def _not_gzip(src: Path) -> str:
+    (src / "valid.tar.gz").write_bytes(b"this is not gzip at all" * 10)
+    write_sums(src)
+    return "valid.tar.gz: not gzip data"
+
+
+def _bad_sum(src: Path) -> str:
+    sums = (src / "SHA256SUMS").read_text().replace(hashlib.sha256(b"").hexdigest(), "")
+    digest = hashlib.sha256((src / "valid.tar.gz").read_bytes()).hexdigest()
+    (src / "SHA256SUMS").write_text(sums.replace(digest, "0" * 64))
+    return "valid.tar.gz: sha256 mismatch"
+
+
+def _corrupt_middle(src: Path) -> str:
+    middle = src / "train.tar.gz.ab"
+    data = bytearray(middle.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0x5A
+    middle.write_bytes(bytes(data))
+    return "train.tar.gz.ab: sha256 mismatch"
+
+
+def _last_listed_but_missing(src: Path) -> str:
+    (src / "train.tar.gz.ac").unlink()
+    return "train.tar.gz.ac: listed in the checksums but missing"
+
+
+BROKEN = {
+    "missing-middle-part": _missing_middle,
+    "truncated-last-part": _truncated_last,
+    "not-gzip": _not_gzip,
+    "checksum-mismatch": _bad_sum,
+    "corrupted-middle-part": _corrupt_middle,
+    "missing-last-part": _last_listed_but_missing,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_archives_are_refused_by_name(
+    case: str, raw_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken shipped source stops with one line naming the part at fault; nothing is committed."""
+    src = hub(raw_tree, tmp_path / "src")
+    expected = BROKEN[case](src)
+    out = tmp_path / "out"
+    assert _convert_cli(src, out) == 1
+    assert expected in _one_error_line(capsys)
+    _nothing_committed(out)
+
+
+def test_corrupted_middle_part_without_checksums_is_refused(
+    raw_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without checksums, gzip itself refuses a damaged middle part; the line names the archive."""
+    src = hub(raw_tree, tmp_path / "src")
+    _corrupt_middle(src)
+    out = tmp_path / "out"
+    assert _convert_cli(src, out, "--no-verify-source") == 1
+    assert "train.tar.gz" in _one_error_line(capsys)
+    _nothing_committed(out)
+
+
+def test_no_verify_source_skips_the_checksums(raw_tree: Path, converted: Path, tmp_path: Path) -> None:
+    """--no-verify-source converts intact archives even when the checksum file disagrees."""
+    src = hub(raw_tree, tmp_path / "src")
+    _bad_sum(src)
+    out = tmp_path / "out"
+    assert _convert_cli(src, out, "--no-verify-source", "--shard-size", str(SMALL_SHARD)) == 0
+    got = tree_bytes(out)
+    got.pop("manifest.json")
+    assert got == _expected(converted)
+
+
+def test_zip_member_escaping_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A zip member whose path would escape the archive stops the run, naming the member."""
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("train/JPEGImages/v/00000.jpg", b"x")
+        archive.writestr("../evil.jpg", b"x")
+    assert _convert_cli(bad, tmp_path / "out") == 1
+    assert "bad.zip:../evil.jpg: member path escapes the archive" in _one_error_line(capsys)
+
+
+def test_listing_and_index_are_saved_and_reused(
+    raw_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive listing and gzip seek index land under OUT/.mose-shards/; a rerun reads neither
+    archive again to plan, and a changed part is never taken for the old one."""
+    src = hub(raw_tree, tmp_path / "src")
+    out = tmp_path / "out"
+    config = ConvertConfig(source=str(src), output=str(out), shard_size=SMALL_SHARD)
+    convert(config)
+    saved = sorted(p.name for p in (out / ".mose-shards" / "sources").iterdir())
+    assert [n.rsplit(".", 1)[1] for n in saved] == ["gzidx", "parquet", "gzidx", "parquet"]
+    first = tree_bytes(out)
+    (out / "manifest.json").unlink()
+    shutil.rmtree(out / "shards" / "train")  # as if killed: the rerun must rebuild from the index
+
+    def no_scan(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the archive was listed again")
+
+    monkeypatch.setattr(archives, "scan", no_scan)
+    archives._INDEXES.clear()  # the workers' view: the index comes from OUT, not from memory
+    convert(config)
+    assert tree_bytes(out) == first
+    monkeypatch.undo()
+    part = src / "train.tar.gz.ac"
+    part.write_bytes(part.read_bytes())  # same bytes, new mtime: another archive as far as we know
+    write_sums(src)
+    with pytest.raises(ConfigError, match="source changed"):
+        convert(config)
+
+
+def test_plain_tar_listing_is_saved_and_reused(
+    raw_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain .tar is listed once: the rerun plans from the listing saved under OUT/.mose-shards/."""
+    tar = make_tar(raw_tree, ["train", "valid"], tmp_path / "mose.tar")
+    out = tmp_path / "out"
+    config = ConvertConfig(source=str(tar), output=str(out), shard_size=SMALL_SHARD)
+    first = convert(config)
+    assert list((out / ".mose-shards" / "sources").glob("*.parquet"))
+    monkeypatch.setattr(archives, "scan", lambda *a, **k: pytest.fail("the tar was listed again"))
+    again = convert(config)
+    assert again.manifest == first.manifest
+
+
+def _members(data: bytes) -> list[tuple[str, int, int, str]]:
+    return [tuple(m) for m in tarscan.scan(io.BytesIO(data), "x.tar", size=len(data))]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_tar_scanner_agrees_with_tarfile(fmt: int) -> None:
+    """Names (long, non-ASCII, ustar prefix), offsets and sizes are tarfile's, in every tar format."""
+    buffer = io.BytesIO()
+    names = ["a/" + "long-name/" * 12 + "00000.jpg", "b/ünïcode/00001.png", "c/00002.jpg"]
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
+        for i, name in enumerate(names):
+            info = tarfile.TarInfo(name)
+            info.size = 1000 * i + 1
+            archive.addfile(info, io.BytesIO(b"x" * info.size))
+        folder = tarfile.TarInfo("d")
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
+    data = buffer.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        want = [(m.name, m.offset_data, m.size, "dir" if m.isdir() else "file") for m in archive]
+    assert _members(data) == want
+
+
+def test_tar_scanner_refuses_a_damaged_header_mid_archive() -> None:
+    """A header with a bad checksum after the first is an error naming its offset (tarfile stops
+    listing there without a word)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for i in range(3):
+            info = tarfile.TarInfo(f"v/{i:05d}.jpg")
+            info.size = 10
+            archive.addfile(info, io.BytesIO(b"y" * 10))
+    data = bytearray(buffer.getvalue())
+    data[1024 + 5] ^= 0x01  # the second header
+    with pytest.raises(LayoutError, match="damaged tar header at byte 1024"):
+        _members(bytes(data))
