@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mose_shards.config import ConvertConfig
-from mose_shards.errors import ConfigError, LayoutError
 
-from mose_shards import archives, tarscan
 from mose_shards.cli import main
-from mose_shards.conversion import convert
+from mose_shards.conversion import archives, tarscan
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.core.errors import ConfigError, LayoutError
 from mose_shards.synth import SynthSpec, generate
 from tests.conftest import SMALL_SHARD
 from tests.helpers import table, tree_bytes
