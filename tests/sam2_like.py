@@ -43,9 +43,11 @@ def reference_videos(
 
 
 def reference_mask(png: str | Path) -> dict[int, np.ndarray]:
-    """PalettisedPNGSegmentLoader.load: {object id: HxW bool} for every non-zero value, 255 included."""
+    """PalettisedPNGSegmentLoader.load: {object id: HxW bool} for every non-zero value, 255 included,
+    in the order of first appearance (row-major), as its pd.unique gives them."""
     ids = np.array(Image.open(png).convert("P"))
-    return {int(i): ids == i for i in np.unique(ids) if i != 0}
+    values, first = np.unique(ids.ravel(), return_index=True)
+    return {int(i): ids == i for i in values[np.argsort(first)] if i != 0}
 
 
 @dataclass

@@ -60,11 +60,16 @@ def image_file(jpg: bytes) -> io.BytesIO:
 
 
 def segments(png: bytes, void_label: int | None) -> dict[int, Any]:
-    """A mask PNG -> {object id: torch.BoolTensor[H, W]}, without background 0 and the void label."""
+    """A mask PNG -> {object id: torch.BoolTensor[H, W]}, without background 0 and the void label.
+
+    Ids come in the order of their first pixel (row-major), as PalettisedPNGSegmentLoader's
+    `pd.unique` gives them, so SAM 2's sampler picks the same objects for the same random seed."""
     torch = _torch()
     ids = decode_frame_mask(png, True)
     assert ids is not None
-    return {oid: torch.from_numpy(ids == oid) for oid in object_ids(ids, void_label)}
+    binary = {oid: ids == oid for oid in object_ids(ids, void_label)}
+    first = {oid: int(np.argmax(b)) for oid, b in binary.items()}
+    return {oid: torch.from_numpy(binary[oid]) for oid in sorted(binary, key=first.__getitem__)}
 
 
 # --- the frames recently fetched, shared by segment loaders and the path handler -------------------
