@@ -23,7 +23,7 @@ from PIL import Image
 
 from mose_shards.conversion.config import ConvertConfig
 from mose_shards.conversion.orchestrate import convert
-from mose_shards.core.errors import ConfigError, MissingMaskError
+from mose_shards.core.errors import ConfigError, MissingMaskError, OutputError
 from mose_shards.synth import SynthSpec, generate
 
 torch = pytest.importorskip("torch")
@@ -215,3 +215,20 @@ def test_readme_python_example_runs(converted: Path, capsys: pytest.CaptureFixtu
     exec(compile(code.replace('OUT = "demo/out"', f"OUT = {str(converted)!r}"), "README:sam2", "exec"), {})
     words = capsys.readouterr().out.split()
     assert words[:4] == [ShardRawDataset(str(converted)).video_names[0], "3", "(160,", "120)"]
+
+
+def test_frame_paths_through_iopath(converted: Path) -> None:
+    """exists() reads nothing; a wrong frame, an unknown output or a write mode fail naming the path."""
+    from mose_shards.loader.sam2 import RECENT
+
+    video, _ = ShardRawDataset(str(converted)).get_video(0)
+    path = video.frames[2].image_path
+    RECENT.clear()
+    assert g_pathmgr.exists(path) and g_pathmgr.isfile(path) and not RECENT._items
+    assert not g_pathmgr.exists(path.replace("/00002.jpg", "/99999.jpg"))
+    with pytest.raises(FileNotFoundError, match="no frame 99999 in train video"):
+        g_pathmgr.open(path.replace("/00002.jpg", "/99999.jpg"), "rb")
+    with pytest.raises(OutputError, match="no ShardRawDataset of this output"):
+        g_pathmgr.open(f"{SCHEME}0123456789abcdef/train/v/00000.jpg", "rb")
+    with pytest.raises(ValueError, match="'rb' mode only"):
+        g_pathmgr.open(path, "wb")

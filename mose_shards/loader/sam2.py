@@ -120,21 +120,25 @@ def frame_path(key: str, split: str, video_id: str, frame_name: str) -> str:
     return f"{SCHEME}{key}/{split}/{video_id}/{frame_name}.jpg"
 
 
-def open_frame_path(path: str) -> io.BytesIO:
-    """The JPEG behind a frame path, read through this process's shared reader of its output."""
+def _locate(path: str) -> tuple[str, FrameReader, SplitFrames, int]:
+    """(reader key, shared reader, split frames, row) of a frame path; nothing is fetched."""
     key, split, video_id, frame_name = _parse(path)
     reader = registered_reader(key)
     if reader is None:
         raise OutputError(f"{path}: no ShardRawDataset of this output was made in this process")
     frames = reader.frames(split)
     rows = frames.videos.get(video_id)
-    hits = np.flatnonzero(frames.frame_names[rows.start : rows.stop] == frame_name) if rows else np.array([])
-    if len(hits) != 1:
-        raise FileNotFoundError(
-            f"{path}: {reader.url} has no frame {frame_name} of {split} video {video_id!r}"
-        )
-    assert rows is not None
-    jpg, _ = _frame_bytes(key, reader, frames, rows.start + int(hits[0]))
+    names = frames.frame_names[rows.start : rows.stop] if rows is not None else np.array([], str)
+    hits = np.flatnonzero(names == frame_name)
+    if rows is None or len(hits) != 1:
+        raise FileNotFoundError(f"{path}: no frame {frame_name} in {split} video {video_id!r}, {reader.url}")
+    return key, reader, frames, rows.start + int(hits[0])
+
+
+def open_frame_path(path: str) -> io.BytesIO:
+    """The JPEG behind a frame path, read through this process's shared reader of its output."""
+    key, reader, frames, row = _locate(path)
+    jpg, _ = _frame_bytes(key, reader, frames, row)
     return image_file(jpg)
 
 
@@ -163,8 +167,8 @@ class ShardPathHandler(PathHandler):
     def _exists(self, path: str, **kwargs: Any) -> bool:
         self._check_kwargs(kwargs)
         try:
-            open_frame_path(path)
-        except (OSError, KeyError):
+            _locate(path)
+        except (OSError, ValueError, LookupError):  # not ours, unknown split / video / frame
             return False
         return True
 
