@@ -155,6 +155,7 @@ def test_real_sequences(real_data: Path, tmp_path: Path) -> None:
         ShardRawDataset(str(out), split="valid", file_list_txt=str(listed))
 
 
+@pytest.mark.slow
 def test_pickles_without_its_index(converted: Path) -> None:
     """A pickled dataset carries names and options only; a fresh process reads the index on first use."""
     ds = ShardRawDataset(str(converted))
@@ -176,6 +177,7 @@ def test_pickles_without_its_index(converted: Path) -> None:
     assert done.stdout.decode().strip().split(",") == expected
 
 
+@pytest.mark.slow
 def test_needs_iopath_and_never_imports_sam2() -> None:
     """Without iopath the import names the extra; with it, no module of SAM 2 is ever imported."""
     missing = "import sys; sys.modules['iopath'] = None\nimport mose_shards.sam2"
