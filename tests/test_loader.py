@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +13,7 @@ from PIL import Image
 
 from mose_shards import ClipDataset, read_frame
 from mose_shards.core.errors import ConfigError
-from mose_shards.loader import ShardCache, collate_clips
-from mose_shards.loader.distribution import epoch_plan, rank_counts
+from mose_shards.loader import ShardCache
 from mose_shards.loader.sampling import ClipOptions, clip_count, item_rng, sample_positions
 
 
@@ -45,40 +44,6 @@ def test_clip_positions_contract(
     steps = np.diff(positions) * (-1 if reversed_ else 1)
     assert all(1 <= s <= max_skip for s in steps)
     assert min(positions) >= 0 and max(positions) < len(objects)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    shards=st.lists(st.integers(0, 4), min_size=1, max_size=30).map(sorted),
-    counts=st.lists(st.integers(0, 3), min_size=30, max_size=30),
-    world=st.integers(1, 4),
-    workers=st.integers(1, 3),
-    epoch=st.integers(0, 5),
-)
-def test_distribution_covers_once_and_pads_evenly(
-    shards: list[int], counts: list[int], world: int, workers: int, epoch: int
-) -> None:
-    """Each video's items go to one (rank, worker) exactly; padding evens ranks from own videos."""
-    counts = counts[: len(shards)]
-    names = [f"s{i}" for i in shards]
-    if 0 < sum(1 for c in counts if c) < world:
-        with pytest.raises(ConfigError):
-            epoch_plan(names, counts, seed=1, epoch=epoch, shuffle=True, world_size=world,
-                       num_workers=workers, pad=True)  # fmt: skip
-        return
-    plan = epoch_plan(names, counts, seed=1, epoch=epoch, shuffle=True, world_size=world,
-                      num_workers=workers, pad=True)  # fmt: skip
-    owner: dict[int, tuple[int, int]] = {}
-    regular: Counter[int] = Counter()
-    for rank, ws in enumerate(plan):
-        for worker, items in enumerate(ws):
-            for item in items:
-                assert owner.setdefault(item.video, (rank, worker)) == (rank, worker)
-                regular[item.video] += not item.padding
-    assert regular == Counter({v: c for v, c in enumerate(counts) if c})
-    assert len(set(rank_counts(plan))) == 1
-    padded = [sum(i.padding for w in ws for i in w) for ws in plan]
-    assert max(padded) <= 2 * max(counts)  # the midpoint cut keeps ranks within two videos' items
 
 
 def test_clip_contract_on_converted(converted: Path, raw_tree: Path) -> None:
@@ -174,7 +139,7 @@ def test_cache_dir_is_bounded(converted: Path, tmp_path: Path) -> None:
     assert [_key(i) for i in cached] == plain
     cache = ShardCache(tmp_path / "c", limit)
     assert 0 < cache.usage() <= limit
-    assert len(list((tmp_path / "c").iterdir())) < 4
+    assert len([p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]) < 4
 
 
 def test_bad_options_are_clear(converted: Path) -> None:
@@ -186,58 +151,78 @@ def test_bad_options_are_clear(converted: Path) -> None:
 
 
 @pytest.mark.torch
-def test_dataloader_workers_and_collate(converted: Path) -> None:
-    """DataLoader(num_workers=2) with collate_clips: every video once, batches [B, T, H, W, 3]."""
-    from torch.utils.data import DataLoader
+def test_clip_loader_workers_and_collate(converted: Path) -> None:
+    """ClipLoader(num_workers=2): batch size from the dataset, every video once, [B, T, H, W, 3]."""
+    from mose_shards.loader import ClipLoader
 
-    ds = ClipDataset(str(converted), clip_length=3)
-    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_clips)
+    ds = ClipDataset(str(converted), clip_length=3, batch_size=2)
+    loader = ClipLoader(ds, num_workers=2)
     batches = list(loader)
+    assert len(batches) == len(loader) == 2
     videos = [v for b in batches for v in b["video_id"]]
     assert sorted(videos) == sorted(v.video_id for v in ds.videos)
-    assert tuple(batches[0]["images"].shape[1:]) == (3, 120, 160, 3)
-    assert batches[0]["mask_valid"].all()
+    assert tuple(batches[0]["images"].shape) == (2, 3, 120, 160, 3)
+    assert batches[0]["mask_valid"].all() and batches[0]["padding"] == [False, False]
+    with pytest.raises(ConfigError, match="batch_size"):
+        ClipLoader(ds, batch_size=4)
 
 
 @pytest.mark.torch
-def test_readme_loader_examples_run(converted: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The README's ClipDataset and read_frame examples run against a real conversion."""
+def test_readme_loader_examples_run(
+    converted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's ClipLoader, DDP training loop and read_frame examples run against a conversion."""
+    from tests.s3server import free_ports
     from tests.test_readme import examples
 
     video = ClipDataset(str(converted), split="valid", clip_length=None).videos[0].video_id
     found = examples("loader-")
-    assert set(found) == {"loader-clips", "loader-read-frame"}
+    assert set(found) == {"loader-clips", "loader-ddp", "loader-read-frame"}
+    monkeypatch.chdir(tmp_path)  # the DDP example writes checkpoint.json
+    port = free_ports(("master",))["master"]
+    env = {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     for name, code in found.items():
         code = code.replace('OUT = "demo/out"', f"OUT = {str(converted)!r}").replace(
             '"0a1b2c3d"', repr(video)
         )
         assert str(converted) in code
-        exec(compile(code, f"README:{name}", "exec"), {})
+        scope: dict = {}
+        exec(compile(code, f"README:{name}", "exec"), scope)
+        if name == "loader-ddp":
+            scope["train"]()
+            saved = json.loads((tmp_path / "checkpoint.json").read_text())["loader"]
+            assert saved["epoch"] == 1 and saved["global_batch"] == 2
+            scope["train"]()  # resumes from the checkpoint
     out = capsys.readouterr().out
     assert "(2, 4, 120, 160, 3)" in out and "00000 (120, 160, 3)" in out
 
 
 @pytest.mark.torch
-def test_resume_with_dataloader_workers(converted: Path) -> None:
-    """With num_workers=2, mark_consumed + state_dict + load_state_dict continue exactly."""
-    from torch.utils.data import DataLoader
+def test_resume_with_other_workers_and_batch_size(converted: Path) -> None:
+    """ClipLoader state after 2 steps (2 workers, batch 2) continues on 3 workers x batch 1: exact."""
+    from mose_shards.loader import ClipLoader
 
-    def batches(ds: ClipDataset) -> DataLoader:
-        return DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate_clips)
+    key = lambda b: list(zip(b["video_id"], b["clip"], b["padding"], strict=True))  # noqa: E731
 
-    key = lambda b: (b["video_id"][0], tuple(b["frame_indices"][0]))  # noqa: E731
-    make = lambda: ClipDataset(str(converted), clip_length=3, clips_per_video=2, seed=4)  # noqa: E731
-    expected = [key(b) for b in batches(make())]
-    first = make()
+    def make(batch: int) -> ClipDataset:
+        return ClipDataset(str(converted), clip_length=3, clips_per_video=3, seed=4, batch_size=batch)
+
+    expected = [k for b in ClipLoader(make(2), num_workers=2) for k in key(b)]
+    first = ClipLoader(make(2), num_workers=2)
     head = []
-    for batch in batches(first):
-        first.mark_consumed(batch)
-        head.append(key(batch))
-        if len(head) == 3:
+    for batch in first:
+        head += key(batch)
+        if len(head) == 4:
             break
-    resumed = make()
-    resumed.load_state_dict(first.state_dict())
-    assert head + [key(b) for b in batches(resumed)] == expected
+    state = first.state_dict()
+    assert state["items_seen"] == 4 and json.loads(json.dumps(state)) == state
+    resumed = ClipLoader(make(1), num_workers=3)
+    resumed.load_state_dict(state)
+    assert len(resumed) == len(expected) - 4
+    assert head + [k for b in resumed for k in key(b)] == expected
+    assert len(resumed) == len(expected)  # the pass is over: the next one is a whole epoch
 
 
 def test_plain_iterable_without_torch(converted: Path) -> None:

@@ -1,9 +1,20 @@
-"""The training loader: shards -> (rank, worker) -> videos -> clips; and random access to frames."""
+"""The training loader: shards -> one global item sequence -> (rank, worker) -> clips; and random
+access to frames. `ClipLoader` needs torch and is imported on first use."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from .cache import ShardCache
 from .dataset import ClipDataset, collate_clips
 from .random_access import FrameReader, read_frame
 
-__all__ = ["ClipDataset", "FrameReader", "ShardCache", "collate_clips", "read_frame"]
+__all__ = ["ClipDataset", "ClipLoader", "FrameReader", "ShardCache", "collate_clips", "read_frame"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ClipLoader":
+        from .clip_loader import ClipLoader
+
+        return ClipLoader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

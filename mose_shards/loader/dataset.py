@@ -1,7 +1,9 @@
-"""ClipDataset: VOS clips (or whole videos) streamed from shards, split across ranks and workers.
+"""ClipDataset: VOS clips (or whole videos) streamed from shards, in equal steps on every rank.
 
-An `IterableDataset` when torch is installed, a plain iterable otherwise. Each (rank, worker) reads
-only its own videos (see distribution.py), decodes only the frames of its clips, and yields dicts.
+An `IterableDataset` when torch is installed, a plain iterable otherwise. The epoch's items form one
+global sequence (distribution.py); each (rank, DataLoader worker) reads only the videos of its own
+batches, decodes only the frames of its clips, and yields dicts. `ClipLoader` (clip_loader.py) is
+the DataLoader to put around it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from ..core.errors import ConfigError
 from ..core.storage import StorageOptions, Store
 from .cache import DEFAULT_LIMIT, ShardCache
 from .decode import check_short_side, decode_frame_mask, decode_image, keep_objects
-from .distribution import EpochSchedule, Item, epoch_plan, rank_counts
-from .index import IndexedVideo, load_videos
-from .objects import FrameObjects, frame_objects
-from .sampling import ClipOptions, choose_objects, clip_count, item_rng, sample_positions
-from .stream import FetchedVideo, stream_videos
+from .distribution import EpochSchedule, Items, epoch_items, source_items
+from .index import IndexedVideo, VideoList, load_index
+from .objects import add_frame_objects
+from .progress import SharedPosition, check_state
+from .retry import RetryPolicy
+from .sampling import ClipOptions, choose_objects, clip_counts, item_rng, sample_positions
+from .stream import FetchedVideo, Reader, stream_videos
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +64,9 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
     """Clips of `clip_length` frames (or, with None, each whole video once, in order) of one split.
 
     Items are dicts: video_id, frame_names, frame_indices, images (HxWx3 uint8), masks (HxW uint8 or
-    None), object_ids, reversed, padding, and worker/index (for `mark_consumed`). With `short_side`,
-    frames and masks are decoded so that their shorter side is exactly that many pixels.
+    None), object_ids, reversed, padding, clip, epoch, source. `batch_size` is the per-rank batch.
+    With `short_side`, frames and masks are decoded so that their shorter side is exactly that many
+    pixels.
     """
 
     def __init__(
@@ -78,11 +83,16 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         storage_options: StorageOptions | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         *,
+        batch_size: int = 1,
+        drop_last: bool = False,
         cache_limit: int | str = DEFAULT_LIMIT,
         reverse_prob: float = 0.0,
         clips_per_video: int = 1,
-        pad: bool | None = None,
         prefetch: int = 4,
+        verify: bool = False,
+        read_attempts: int = 5,
+        read_timeout: float | None = 60.0,
+        read_backoff: float = 0.2,
         short_side: int | None = None,
     ) -> None:
         self.url = url
@@ -90,6 +100,9 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.storage_options = dict(storage_options or {})
         self.options = ClipOptions(clip_length, max_skip, max_objects, reverse_prob, clips_per_video)
         self.shuffle, self.seed = shuffle, seed
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.drop_last = batch_size, drop_last
         # Resolved now: DataLoader worker processes do not see the parent's process group.
         dist_rank, dist_world = _distributed() if rank is None or world_size is None else (0, 1)
         self.rank = dist_rank if rank is None else rank
@@ -98,126 +111,146 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             raise ConfigError(
                 f"rank must be in [0, world_size), got rank={self.rank}, world_size={self.world_size}"
             )
-        self.pad = clip_length is not None if pad is None else pad
-        self.prefetch = prefetch
+        self.prefetch, self.verify = prefetch, verify
         self.short_side = check_short_side(short_side)  # decode at training size (decode.py)
+        self.retry = RetryPolicy(read_attempts, read_timeout, read_backoff)
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
         store, doc = manifest.read(url, self.storage_options)
         self.void_label: int | None = doc["options"]["void_label"]
-        self.videos: list[IndexedVideo] = load_videos(store, doc, split)
-        self.objects: dict[str, FrameObjects] = frame_objects(store, doc, split, self.videos)
-        self.counts = [clip_count(v.num_objects, self.options) for v in self.videos]
-        if not any(self.counts):
+        self.index = load_index(store, doc, split, verify=verify)
+        add_frame_objects(store, doc, split, self.index)  # which objects each frame shows: no pixel scan
+        self.counts = clip_counts(self.index.num_objects, self.index.first_frame, self.options)
+        if not self.counts.any():
             raise ConfigError(f"{url}: no video of split {split!r} fits a clip of {clip_length} frames")
-        self.epoch = 0
-        self._consumed: dict[int, int] = {}
-        self._num_workers: int | None = None
-        self._resume: dict[int, int] = {}
+        self._position = SharedPosition()
+        self._skip = 0  # items of this copy's share to skip on its next pass (same-topology resume)
+        self._skip_workers: int | None = None
+        self._yielded = 0  # items this copy yielded in its current pass
+        self._pass_start = 0
 
-    # --- distribution --------------------------------------------------------------------------------
+    @property
+    def videos(self) -> VideoList:
+        return self.index.videos
 
-    def plan(self, num_workers: int = 1) -> EpochSchedule:
-        """Items of every (rank, worker) this epoch."""
-        shards = [v.shard for v in self.videos]
-        return epoch_plan(shards, self.counts, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
-                          world_size=self.world_size, num_workers=num_workers, pad=self.pad)  # fmt: skip
+    # --- the epoch's items and who yields which ------------------------------------------------------
 
-    def __len__(self) -> int:
-        """Items this rank yields per epoch (equal on every rank when padding)."""
-        return rank_counts(self.plan())[self.rank]
+    @property
+    def epoch(self) -> int:
+        return self._position.get()[0]
+
+    @property
+    def global_batch(self) -> int:
+        return self.world_size * self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle for another epoch, deterministically from `seed`."""
-        if epoch != self.epoch:
-            self._resume, self._consumed = {}, {}
-        self.epoch = epoch
+        """Reshuffle for another epoch, deterministically from `seed`; reaches persistent workers."""
+        current, start = self._position.get()
+        if epoch != current:
+            start, self._skip = 0, 0  # a resume position belongs to its own epoch
+        self._position.set(epoch, start)
+
+    def items(self, epoch: int) -> Items:
+        """Every item of an epoch, in global order (the same on every rank)."""
+        return epoch_items([source_items(self.counts, 0)], self.seed, epoch, self.shuffle)
+
+    def schedule(self, num_items: int | None = None) -> EpochSchedule:
+        """The global batches of the pass that starts now (from a resume position, if any)."""
+        epoch, start = self._position.get()
+        total = len(self.items(epoch)) if num_items is None else num_items
+        return EpochSchedule(total, self.global_batch, start, self.drop_last)
+
+    def __len__(self) -> int:
+        """Items this rank yields in the pass that starts now (equal on every rank)."""
+        return self.schedule().steps * self.batch_size
 
     # --- resumption ----------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Where this rank is: items consumed per worker (counted by iteration or `mark_consumed`)."""
-        return {
-            "epoch": self.epoch, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
-            "num_workers": self._num_workers or 1, "consumed": {str(k): v for k, v in self._consumed.items()},
-        }  # fmt: skip
+        """Where this copy is: {epoch, seed, items_seen, ...}, JSON-serialisable.
+
+        In the main process full batches are counted into `items_seen` (global items, so any topology
+        can resume from it); inside a DataLoader worker (torchdata's StatefulDataLoader asks there) the
+        items this worker yielded are kept in `skip`, which only the same topology can resume.
+        """
+        epoch, _ = self._position.get()
+        _, workers = _worker()
+        seen, skip = self._pass_start, self._yielded
+        if workers == 1:
+            seen, skip = seen + (skip // self.batch_size) * self.global_batch, skip % self.batch_size
+        return {"epoch": epoch, "seed": self.seed, "items_seen": seen, "global_batch": self.global_batch,
+                "num_workers": workers, "skip": skip}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue after the consumed items of `state`, with the same epoch, seed and world size."""
-        for key in ("seed", "world_size", "rank"):
-            if state[key] != getattr(self, key):
-                raise ConfigError(f"state_dict has {key}={state[key]}, this dataset {getattr(self, key)}")
-        self.epoch = int(state["epoch"])
-        self._num_workers = int(state["num_workers"])
-        self._resume = {int(k): int(v) for k, v in state["consumed"].items()}
-        self._consumed = dict(self._resume)
-
-    def mark_consumed(self, batch: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
-        """Record items (or a collated batch) the training loop has used; needed with DataLoader workers."""
-        if isinstance(batch, dict):
-            pairs = list(zip(batch["worker"], batch["index"], batch["num_workers"], strict=True))
-        else:
-            pairs = [(it["worker"], it["index"], it["num_workers"]) for it in batch]
-        for worker, index, num_workers in pairs:
-            self._num_workers = int(num_workers)
-            self._consumed[int(worker)] = max(self._consumed.get(int(worker), 0), int(index) + 1)
+        """Continue from a state dict: from global item `items_seen` on any topology, plus `skip`
+        items of this copy's own share when there is one (same world size, batch size and workers)."""
+        epoch, seen = check_state(state, self.seed)
+        skip = int(state.get("skip", 0))
+        if skip and int(state.get("global_batch", -1)) != self.global_batch:
+            raise ConfigError(
+                f"this state dict resumes mid-batch, which needs the global batch it was saved with "
+                f"({state.get('global_batch')}), not {self.global_batch}"
+            )
+        self._position.set(epoch, seen)
+        self._skip, self._skip_workers = skip, int(state.get("num_workers", 1)) if skip else None
 
     # --- iteration -----------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        # Read the shared position now, not when the generator first runs.
         worker, num_workers = _worker()
-        if self._resume and self._num_workers not in (None, num_workers):
+        epoch, start = self._position.get()
+        if self._skip and self._skip_workers not in (None, num_workers):
             raise ConfigError(
-                f"resuming a run with {self._num_workers} workers needs as many, not {num_workers}"
+                f"this state dict resumes inside a DataLoader worker's share, which needs "
+                f"{self._skip_workers} workers, not {num_workers}"
             )
-        self._num_workers = num_workers
-        plan = self.plan(num_workers)[self.rank]
-        source = self._resumed_worker(plan, worker)
-        items, skip = plan[source], self._resume.get(source, 0)
-        in_process = num_workers == 1
-        if in_process:
-            self._resume = {}  # a resumed position applies to one pass only
-        for index, out in enumerate(self._generate(items[skip:]), start=skip):
-            if in_process:
-                self._consumed[source] = index + 1
-            yield {**out, "worker": source, "num_workers": num_workers, "index": index}
+        skip, self._skip = self._skip, 0
+        items = self.items(epoch)
+        schedule = EpochSchedule(len(items), self.global_batch, start, self.drop_last)
+        positions = schedule.positions(self.rank, self.batch_size, worker, num_workers)[skip:]
+        index, padding = schedule.resolve(positions)
+        self._pass_start, self._yielded = start, skip
+        return self._run(epoch, items.take(index), padding, main=num_workers == 1)
 
-    def _resumed_worker(self, plan: list[list[Item]], worker: int) -> int:
-        """Whose items DataLoader worker `worker` yields: itself, except when resuming.
+    def _run(self, epoch: int, items: Items, padding: np.ndarray, main: bool) -> Iterator[dict[str, Any]]:
+        for item in self._generate(epoch, items, padding):
+            self._yielded += 1
+            yield item
+        if main:  # the pass is over: the next one starts the epoch afresh
+            self._position.set(epoch, 0)
+            self._pass_start, self._yielded = 0, 0
 
-        DataLoader takes batches from its workers in turn, starting with worker 0. A run stopped when
-        it was worker k's turn resumes with worker 0 serving the items of k, 1 those of k+1, and so on,
-        so the batches come in the order the interrupted run would have given them.
-        """
-        if not self._resume or len(plan) == 1:
-            return worker
-        left = [w for w in range(len(plan)) if self._resume.get(w, 0) < len(plan[w])]
-        if not left:
-            return worker
-        turn = min(left, key=lambda w: (self._resume.get(w, 0), w))
-        return (turn + worker) % len(plan)
-
-    def _generate(self, items: list[Item]) -> Iterator[dict[str, Any]]:
-        store = Store(manifest.locate(self.url)[0], self.storage_options)  # one per process: fork-safe
+    def reader(self) -> Reader:
+        """Range reads of this output; one per process (fork-safe)."""
+        store = Store(manifest.locate(self.url)[0], self.storage_options)
         cache = ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir is not None else None
-        order: list[int] = []
-        for item in items:
-            if not order or order[-1] != item.video:
-                order.append(item.video)
-        videos = stream_videos(store, [self.videos[v] for v in order], cache, self.prefetch)
-        current: tuple[IndexedVideo, FetchedVideo] | None = None
-        for item in items:
-            if current is None or current[0] is not self.videos[item.video]:
-                current = next(videos)
-            yield self.make_item(current[0], current[1], item)
+        return Reader(store, self.retry, cache)
+
+    def _generate(self, epoch: int, items: Items, padding: np.ndarray) -> Iterator[dict[str, Any]]:
+        videos = items.video
+        new_video = np.ones(len(videos), bool)  # consecutive items of a video share one read
+        new_video[1:] = (videos[1:] != videos[:-1]) | (items.source[1:] != items.source[:-1])
+        order = [self.index.video(int(v)) for v in videos[new_video]]
+        fetched = stream_videos(self.reader(), order, self.prefetch, self.verify)
+        current: FetchedVideo | None = None
+        for i in range(len(videos)):
+            if current is None or new_video[i]:
+                current = next(fetched)
+            yield self.make_item(current.entry, current, epoch, int(items.clip[i]), bool(padding[i]),
+                                 int(items.source[i]))  # fmt: skip
 
     def make_item(
-        self, entry: IndexedVideo, samples: Sequence[dict[str, bytes]], item: Item
-    ) -> dict[str, Any]:
+        self, entry: IndexedVideo, samples: Sequence[dict[str, bytes]], epoch: int, clip: int,
+        padding: bool = False, source: int = 0,
+    ) -> dict[str, Any]:  # fmt: skip
         """Decode one clip (or the whole video) from the samples of its video."""
-        rng = item_rng(self.seed, self.epoch, entry.video_id, item.clip)
+        rng = item_rng(self.seed, epoch, entry.video_id, clip)
         positions, reversed_ = sample_positions(entry.num_objects, self.options, rng)
-        objects = self.objects[entry.video_id]  # per frame, from the masks table: no pixel scan
-        masks = [decode_frame_mask(samples[p]["png"], entry.has_mask[p], self.short_side) for p in positions]
+        objects = entry.objects  # per frame, from the masks table
+        assert objects is not None
+        masks = [
+            decode_frame_mask(samples[p]["png"], bool(entry.has_mask[p]), self.short_side) for p in positions
+        ]
         if self.options.clip_length is None:
             ids = sorted({i for p in positions for i in objects[p]})
         else:
@@ -227,15 +260,16 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         return {
             "split": self.split,
             "video_id": entry.video_id,
-            "frame_names": [entry.frame_names[p] for p in positions],
+            "frame_names": [str(entry.frame_names[p]) for p in positions],
             "frame_indices": positions,
             "images": [decode_image(samples[p]["jpg"], self.short_side) for p in positions],
             "masks": masks,
             "object_ids": ids,
             "reversed": reversed_,
-            "padding": item.padding,
-            "clip": item.clip,
-            "epoch": self.epoch,
+            "padding": padding,
+            "clip": clip,
+            "epoch": epoch,
+            "source": source,
         }
 
 

@@ -1,37 +1,54 @@
 """The objects visible in each frame, from the `masks` table (one row per object and annotated frame),
-so that choosing and filtering a clip's objects never scans mask pixels."""
+so that choosing and filtering a clip's objects never scans mask pixels.
+
+Kept as arrays beside the index (a flat uint8 array of ids and each frame's start in it), not as a
+tuple per frame: a MOSEv2-size split has 470k frames.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..core.errors import OutputError
 from ..core.storage import Store
-from .index import IndexedVideo, read_tables, split_entry
+from .index import SplitIndex, read_arrow, split_entry
 
 COLUMNS = ("video_id", "frame_index", "object_id")
-FrameObjects = tuple[tuple[int, ...], ...]  # per frame position: its object ids, ascending
 
 
-def frame_objects(
-    store: Store, doc: dict[str, Any], split: str, videos: Sequence[IndexedVideo]
-) -> dict[str, FrameObjects]:
-    """video id -> the object ids of each of its frames; OutputError when the masks table disagrees
-    with the frames table's per-frame object counts."""
+def add_frame_objects(store: Store, doc: dict[str, Any], split: str, index: SplitIndex) -> None:
+    """Fill `index.object_ids` / `index.object_start` from the masks table; OutputError when it
+    disagrees with the frames table's per-frame object counts."""
     paths = split_entry(doc, split, store.url)["tables"]["masks"]
-    found: dict[str, dict[int, list[int]]] = {}
-    for part in read_tables(store, paths, COLUMNS):
-        for video_id, frame_index, object_id in zip(*(part[c] for c in COLUMNS), strict=True):
-            found.setdefault(video_id, {}).setdefault(int(frame_index), []).append(int(object_id))
-    out: dict[str, FrameObjects] = {}
-    for entry in videos:
-        frames = found.get(entry.video_id, {})
-        ids = tuple(tuple(sorted(frames.get(p, ()))) for p in range(entry.num_frames))
-        if any(len(i) != n for i, n in zip(ids, entry.num_objects, strict=True)):
-            raise OutputError(
-                f"{store.url}: the masks table of split {split!r} does not match the frames table's "
-                f"object counts for video {entry.video_id!r}"
-            )
-        out[entry.video_id] = ids
-    return out
+    tables = read_arrow(store, paths, COLUMNS)
+    table = pa.concat_tables(tables) if tables else None
+    frames = len(index.has_mask)
+    if table is None or table.num_rows == 0:
+        rows, ids = np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    else:
+        found = pc.index_in(table.column("video_id"), value_set=index.video_ids)
+        position = table.column("frame_index").to_numpy().astype(np.int64)
+        where = f"{store.url}: the masks table of split {split!r} names"
+        if found.null_count:
+            raise OutputError(f"{where} a video the frames table lacks")
+        video = found.to_numpy().astype(np.int64)
+        if (position >= index.frame_counts()[video]).any():
+            raise OutputError(f"{where} a frame the frames table lacks")
+        rows = index.first_frame[video] + position
+        ids = table.column("object_id").to_numpy().astype(np.uint8)
+        order = np.lexsort((ids, rows))
+        rows, ids = rows[order], ids[order]
+    counts = np.bincount(rows, minlength=frames)
+    bad = np.flatnonzero(counts != index.num_objects)
+    if len(bad):
+        video = int(np.searchsorted(index.first_frame, bad[0], side="right") - 1)
+        raise OutputError(
+            f"{store.url}: the masks table of split {split!r} does not match the frames table's "
+            f"object counts for video {str(index.video_ids[video])!r}"
+        )
+    index.object_ids = ids
+    index.object_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -45,7 +45,7 @@ def item_rng(seed: int, epoch: int, video_id: str, index: int) -> np.random.Gene
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
-def anchors(num_objects: Sequence[int], length: int, reverse: bool) -> list[int]:
+def anchors(num_objects: Sequence[int] | np.ndarray, length: int, reverse: bool) -> list[int]:
     """Positions a clip of `length` frames can start at: the frame shows an object and the clip fits."""
     n = len(num_objects)
     if reverse:
@@ -53,7 +53,7 @@ def anchors(num_objects: Sequence[int], length: int, reverse: bool) -> list[int]
     return [p for p in range(0, n - length + 1) if num_objects[p] > 0]
 
 
-def clip_count(num_objects: Sequence[int], options: ClipOptions) -> int:
+def clip_count(num_objects: Sequence[int] | np.ndarray, options: ClipOptions) -> int:
     """Items a video gives per epoch: 1 in whole-video mode; clips_per_video if any clip fits, else 0."""
     if options.clip_length is None:
         return 1
@@ -61,6 +61,19 @@ def clip_count(num_objects: Sequence[int], options: ClipOptions) -> int:
     if not fits and options.reverse_prob > 0:
         fits = bool(anchors(num_objects, options.clip_length, reverse=True))
     return options.clips_per_video if fits else 0
+
+
+def clip_counts(num_objects: np.ndarray, first_frame: np.ndarray, options: ClipOptions) -> np.ndarray:
+    """`clip_count` of every video at once; video i's frames are rows first_frame[i]:first_frame[i+1]."""
+    lengths = np.diff(first_frame)
+    if options.clip_length is None:
+        return np.ones(len(lengths), np.int64)
+    seen = np.concatenate([[0], np.cumsum(np.asarray(num_objects) > 0)])  # frames with objects before row i
+    room = np.maximum(lengths - options.clip_length + 1, 0)  # anchors a forward clip may start at
+    fits = seen[first_frame[:-1] + room] - seen[first_frame[:-1]] > 0
+    if options.reverse_prob > 0:
+        fits |= seen[first_frame[1:]] - seen[first_frame[1:] - room] > 0
+    return np.where(fits, options.clips_per_video, 0).astype(np.int64)
 
 
 def steps(rng: np.random.Generator, room: int, count: int, max_skip: int) -> list[int]:
@@ -74,7 +87,7 @@ def steps(rng: np.random.Generator, room: int, count: int, max_skip: int) -> lis
 
 
 def sample_positions(
-    num_objects: Sequence[int], options: ClipOptions, rng: np.random.Generator
+    num_objects: Sequence[int] | np.ndarray, options: ClipOptions, rng: np.random.Generator
 ) -> tuple[list[int], bool]:
     """(frame positions in clip order, reversed?) for one clip; the first shows >= 1 object.
 

@@ -1,5 +1,5 @@
-"""Shard bytes -> videos: range reads (coalesced, prefetched, optionally cached), members sliced by
-the frames table's offsets into each video's samples.
+"""Shard bytes -> videos: range reads (coalesced, prefetched, retried, optionally cached), members
+sliced by the frames table's offsets into each video's samples, optionally checked by sha256.
 
 Each video occupies one byte range of its shard (from the frames table offsets), so a loader reads
 exactly its own videos: consecutive ones in one GET, several GETs in flight to hide latency.
@@ -7,6 +7,7 @@ exactly its own videos: consecutive ones in one GET, several GETs in flight to h
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from ..core.errors import OutputError
 from ..core.storage import Store
 from .cache import ShardCache
-from .index import IndexedVideo
+from .index import IndexedVideo, Shard
+from .retry import RetryPolicy, retried
 
 RUN_LIMIT = 64 * 1024 * 1024  # coalesce adjacent videos into one read up to this many bytes
 Sample = dict[str, bytes]  # {"jpg", "png", "json"}: member bytes
@@ -26,7 +28,7 @@ Sample = dict[str, bytes]  # {"jpg", "png", "json"}: member bytes
 class Run:
     """One read: a byte range of a shard covering consecutive videos."""
 
-    shard: str
+    shard: Shard
     start: int
     end: int
     videos: list[IndexedVideo] = field(default_factory=list)
@@ -45,23 +47,40 @@ def runs(entries: Iterable[IndexedVideo], limit: int = RUN_LIMIT) -> list[Run]:
     return out
 
 
-def fetch(store: Store, run: Run, cache: ShardCache | None) -> bytes:
-    """The bytes of a run, from the cache's local copy of the shard when there is one."""
-    if cache is not None:
-        data = cache.read_range(store, run.shard, run.start, run.end - run.start)
-        if data is not None:
-            return data
-    return store.read_range(run.shard, run.start, run.end - run.start)
+class Reader:
+    """Byte ranges of a store's shards: retried under a policy, through a cache when there is one."""
+
+    def __init__(self, store: Store, policy: RetryPolicy, cache: ShardCache | None = None) -> None:
+        self.store, self.policy, self.cache = store, policy, cache
+
+    def where(self, shard: Shard, start: int, size: int) -> str:
+        return f"{self.store.url_of(shard.path)} bytes [{start}, {start + size})"
+
+    def read_range(self, shard: Shard, start: int, size: int) -> bytes:
+        """Straight from storage, retried."""
+        return retried(lambda: self.store.read_range(shard.path, start, size), self.policy,
+                       self.where(shard, start, size))  # fmt: skip
+
+    def read(self, shard: Shard, start: int, size: int) -> bytes:
+        """From the cache's copy of the shard when it can hold it, else from storage."""
+        if self.cache is not None:
+            data = self.cache.read_range(shard, start, size, self.read_range)
+            if data is not None:
+                return data
+        return self.read_range(shard, start, size)
 
 
 class FetchedVideo(Sequence[Sample]):
     """A video's frames as samples sliced lazily from the bytes of its run, by the table offsets.
 
-    Slicing by offset instead of walking the tar headers touches only the frames a clip uses.
+    Slicing by offset instead of walking the tar headers touches only the frames a clip uses. With
+    `verify`, each member is checked against the frames table's sha256 when first sliced.
     """
 
-    def __init__(self, entry: IndexedVideo, data: bytes, base: int) -> None:
-        self.entry, self.data, self.base = entry, data, base
+    def __init__(
+        self, entry: IndexedVideo, data: bytes, base: int, where: str = "", verify: bool = False
+    ) -> None:
+        self.entry, self.data, self.base, self.where, self.verify = entry, data, base, where, verify
 
     def __len__(self) -> int:
         return self.entry.num_frames
@@ -70,28 +89,43 @@ class FetchedVideo(Sequence[Sample]):
         return self.data[offset - self.base : offset - self.base + size]
 
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
-        jo, js, po, ps, no, ns = self.entry.members[index]
-        return {"jpg": self._member(jo, js), "png": self._member(po, ps), "json": self._member(no, ns)}
+        jo, js, po, ps, no, ns = (int(v) for v in self.entry.members[index])
+        sample = {"jpg": self._member(jo, js), "png": self._member(po, ps), "json": self._member(no, ns)}
+        if self.verify:
+            self._check(index, sample)
+        return sample
+
+    def _check(self, index: int, sample: Sample) -> None:
+        entry = self.entry
+        if entry.digests is None or entry.keys is None or entry.has_png_digest is None:
+            raise OutputError(f"{self.where}: no sha256 digests loaded to verify against")
+        checks = [("jpg", 0)] + ([("png", 1)] if entry.has_png_digest[index] else [])
+        for ext, row in checks:
+            if hashlib.sha256(sample[ext]).digest() != entry.digests[index, row].tobytes():
+                raise OutputError(
+                    f"{self.where}: sample {entry.keys[index]}: the .{ext} member does not match "
+                    "the frames table's sha256"
+                )
 
 
-def split_videos(run: Run, data: bytes, where: str) -> Iterator[tuple[IndexedVideo, FetchedVideo]]:
+def split_videos(run: Run, data: bytes, where: str, verify: bool = False) -> Iterator[FetchedVideo]:
     """The videos of a run with their samples; each video's first `.json` is checked against the table."""
     if len(data) != run.end - run.start:
         raise OutputError(f"{where}: truncated read ({len(data)} bytes)")
     for entry in run.videos:
-        samples = FetchedVideo(entry, data, run.start)
+        samples = FetchedVideo(entry, data, run.start, where, verify)
         try:
             head = json.loads(samples[0]["json"])
         except ValueError:
             head = {}
-        if head.get("video_id") != entry.video_id or head.get("frame_name") != entry.frame_names[0]:
+        if head.get("video_id") != entry.video_id or head.get("frame_name") != str(entry.frame_names[0]):
             raise OutputError(f"{where}: samples of video {entry.video_id!r} do not match the frames table")
-        yield entry, samples
+        yield samples
 
 
 def stream_videos(
-    store: Store, entries: Sequence[IndexedVideo], cache: ShardCache | None = None, prefetch: int = 4
-) -> Iterator[tuple[IndexedVideo, FetchedVideo]]:
+    reader: Reader, entries: Sequence[IndexedVideo], prefetch: int = 4, verify: bool = False
+) -> Iterator[FetchedVideo]:
     """The given videos with their samples, in the given order; up to `prefetch` reads in flight."""
     todo = deque(runs(entries))
     if not todo:
@@ -101,7 +135,7 @@ def stream_videos(
         while todo or pending:
             while todo and len(pending) < max(1, prefetch):
                 run = todo.popleft()
-                pending.append((run, pool.submit(fetch, store, run, cache)))
+                pending.append((run, pool.submit(reader.read, run.shard, run.start, run.end - run.start)))
             run, future = pending.popleft()
-            where = f"{store.url_of(run.shard)}[{run.start}:{run.end}]"
-            yield from split_videos(run, future.result(), where)
+            where = reader.where(run.shard, run.start, run.end - run.start)
+            yield from split_videos(run, future.result(), where, verify)

@@ -1,0 +1,74 @@
+"""ClipLoader: the torch DataLoader around a ClipDataset, with its batch size, its collate function,
+a true `len`, and a resumable state on any topology.
+
+The dataset deals each rank's batches to the workers round-robin, in the order DataLoader takes
+batches from them, so the loader yields exactly the rank's batches, in order. It counts the batches
+it hands to the training loop: `state_dict()` is then the global item the run has reached, which a
+loader on any world size, worker count or batch size can continue from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from ..core.errors import ConfigError
+from .dataset import ClipDataset, collate_clips
+
+# set from the dataset, so that every rank and worker agrees on the batches
+FIXED = ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn", "drop_last")
+
+
+class ClipLoader(DataLoader):
+    """`DataLoader(dataset, batch_size=dataset.batch_size, collate_fn=collate_clips, ...)`, resumable."""
+
+    def __init__(self, dataset: ClipDataset, num_workers: int = 0, **dataloader_kwargs: Any) -> None:
+        if not isinstance(dataset, ClipDataset):
+            raise ConfigError(f"ClipLoader takes a ClipDataset, got {type(dataset).__name__}")
+        fixed = sorted(set(dataloader_kwargs) & set(FIXED))
+        if fixed:
+            raise ConfigError(
+                f"ClipLoader takes {', '.join(fixed)} from the dataset: pass batch_size= and drop_last= to "
+                "ClipDataset (shuffling is ClipDataset's shuffle=, batching uses collate_clips)"
+            )
+        super().__init__(dataset, batch_size=dataset.batch_size, num_workers=num_workers,
+                         collate_fn=collate_clips, **dataloader_kwargs)  # fmt: skip
+        self._epoch, self._start = dataset._position.get()
+        self._steps = 0
+
+    def __len__(self) -> int:
+        """Batches this rank yields in the pass that starts now (during a pass: in that pass)."""
+        ds: ClipDataset = self.dataset  # type: ignore[assignment]
+        return ds.schedule().steps
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        ds: ClipDataset = self.dataset  # type: ignore[assignment]
+        self._epoch, self._start = ds._position.get()
+        self._steps = 0
+        for batch in super().__iter__():
+            self._steps += 1
+            yield batch
+        ds._position.set(self._epoch, 0)  # the pass is over: the next one starts the epoch afresh
+
+    def set_epoch(self, epoch: int) -> None:
+        """The dataset's set_epoch (it reaches persistent workers)."""
+        ds: ClipDataset = self.dataset  # type: ignore[assignment]
+        ds.set_epoch(epoch)
+        if epoch != self._epoch:
+            self._steps = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """{epoch, seed, items_seen, global_batch}: the global items the batches handed out so far cover."""
+        ds: ClipDataset = self.dataset  # type: ignore[assignment]
+        epoch, start = (self._epoch, self._start) if self._steps else ds._position.get()
+        return {"epoch": epoch, "seed": ds.seed, "items_seen": start + self._steps * ds.global_batch,
+                "global_batch": ds.global_batch}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the epoch of `state` from global item `items_seen`, on this loader's topology."""
+        ds: ClipDataset = self.dataset  # type: ignore[assignment]
+        ds.load_state_dict({**state, "skip": 0})
+        self._epoch, self._start = ds._position.get()
+        self._steps = 0
