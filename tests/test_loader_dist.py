@@ -48,13 +48,12 @@ def _rank_main(rank: int, world: int, workers: int, url: str, tmp: str, phase: s
         loader = ClipLoader(ClipDataset(url, **OPTIONS), num_workers=workers)
         if phase == "resume":
             loader.load_state_dict(json.loads(Path(tmp, "state.json").read_text()))
-        length, seen, state, steps = len(loader), [], None, 0
-        for batch in loader:
+        length, seen, state = len(loader), [], None
+        for steps, batch in enumerate(loader, start=1):
             one = torch.ones(1)
             dist.all_reduce(one)  # hangs (then times out) if a rank has a step the others lack
             assert int(one.item()) == world
             seen.append(list(zip(batch["video_id"], batch["clip"], batch["padding"], strict=True)))
-            steps += 1
             if steps == SAVE_AFTER:
                 state = loader.state_dict()
         gathered: list[Any] = [None] * world

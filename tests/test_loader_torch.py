@@ -42,7 +42,8 @@ def test_ranks_take_equal_steps_and_share_every_clip_once(
 
     per_rank = []
     for rank in range(world):
-        loader = ClipLoader(dataset(converted, rank=rank, world_size=world, batch_size=batch), num_workers=workers)
+        ds = dataset(converted, rank=rank, world_size=world, batch_size=batch)
+        loader = ClipLoader(ds, num_workers=workers)
         batches = run(loader)
         assert len(batches) == len(loader) and all(len(b) == batch for b in batches)
         per_rank.append(batches)

@@ -58,8 +58,17 @@ class Reader:
 
     def read_range(self, shard: Shard, start: int, size: int) -> bytes:
         """Straight from storage, retried."""
-        return retried(lambda: self.store.read_range(shard.path, start, size), self.policy,
-                       self.where(shard, start, size))  # fmt: skip
+
+        def attempt() -> bytes:
+            try:
+                return self.store.read_range(shard.path, start, size)
+            except OSError as exc:  # HTTP 416: the object ends before the range starts
+                if "not satisfiable" not in str(exc).lower() and "invalidrange" not in str(exc).lower():
+                    raise
+                where = f"{self.store.url_of(shard.path)}: truncated, wanted {size} bytes at offset {start}"
+                raise OutputError(f"{where} ({exc})") from None
+
+        return retried(attempt, self.policy, self.where(shard, start, size))
 
     def read(self, shard: Shard, start: int, size: int) -> bytes:
         """From the cache's copy of the shard when it can hold it, else from storage."""
@@ -130,8 +139,9 @@ def stream_videos(
     todo = deque(runs(entries))
     if not todo:
         return
-    with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
-        pending: deque[tuple[Run, Future[bytes]]] = deque()
+    pool = ThreadPoolExecutor(max_workers=max(1, prefetch), thread_name_prefix="mose-shards-prefetch")
+    pending: deque[tuple[Run, Future[bytes]]] = deque()
+    try:
         while todo or pending:
             while todo and len(pending) < max(1, prefetch):
                 run = todo.popleft()
@@ -139,3 +149,5 @@ def stream_videos(
             run, future = pending.popleft()
             where = reader.where(run.shard, run.start, run.end - run.start)
             yield from split_videos(run, future.result(), where, verify)
+    finally:  # on an error or an abandoned pass, reads not started yet never start
+        pool.shutdown(wait=True, cancel_futures=True)
