@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mose_shards import ClipDataset
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
-from mose_shards.errors import OutputError
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.core.errors import OutputError
 from mose_shards.loader import ShardCache
 from mose_shards.loader.index import Shard
 from mose_shards.synth import SynthSpec, generate

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from mose_shards import ClipDataset
-from mose_shards.config import ConvertConfig
-from mose_shards.conversion import convert
-from mose_shards.errors import OutputError
-from mose_shards.storage import Store
+from mose_shards.conversion.config import ConvertConfig
+from mose_shards.conversion.orchestrate import convert
+from mose_shards.core.errors import OutputError
+from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate
 from tests.faulty_proxy import faulty_proxy
 from tests.s3server import S3Server

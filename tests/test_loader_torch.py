@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mose_shards import ClipDataset
-from mose_shards.errors import ConfigError
+from mose_shards.core.errors import ConfigError
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
