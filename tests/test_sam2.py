@@ -31,7 +31,7 @@ iopath_file_io = pytest.importorskip("iopath.common.file_io")
 g_pathmgr = iopath_file_io.g_pathmgr
 
 from mose_shards.sam2 import SCHEME, ShardRawDataset  # noqa: E402
-from tests.sam2_like import reference_mask, reference_videos  # noqa: E402
+from tests.sam2_like import FirstFrames, reference_mask, reference_videos  # noqa: E402
 from tests.test_readme import README, examples  # noqa: E402
 
 
@@ -234,3 +234,17 @@ def test_frame_paths_through_iopath(converted: Path) -> None:
         g_pathmgr.open(f"{SCHEME}0123456789abcdef/train/v/00000.jpg", "rb")
     with pytest.raises(ValueError, match="'rb' mode only"):
         g_pathmgr.open(path, "wb")
+
+
+def test_dataloader_with_two_forked_workers(raw_tree: Path, converted: Path) -> None:
+    """Forked DataLoader workers (Linux's default) keep the loaded index and read equal frames."""
+    ds = ShardRawDataset(str(converted), split="valid")
+    ctx = torch.multiprocessing.get_context("fork")
+    items = list(torch.utils.data.DataLoader(FirstFrames(ds, 1), batch_size=None, num_workers=2,
+                                             multiprocessing_context=ctx))  # fmt: skip
+    assert [i["video_name"] for i in items] == ds.video_names
+    for item in items:
+        first = sam2_load_image(str(raw_tree / "valid/JPEGImages" / item["video_name"] / "00000.jpg"))
+        assert np.array_equal(item["images"][0], first)
+        want = reference_mask(raw_tree / "valid/Annotations" / item["video_name"] / "00000.png")
+        assert list(item["masks"][0]) == list(want)

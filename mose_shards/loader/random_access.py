@@ -197,6 +197,17 @@ _SHARED: dict[str, FrameReader] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+def _after_fork() -> None:
+    """Fresh locks in a forked child: one held by a parent's thread at the fork would never be released."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    for reader in _SHARED.values():
+        reader._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def shared_reader(url: str, storage_options: StorageOptions | None = None) -> FrameReader:
     """This process's FrameReader of an output (made on first use); its index is loaded once."""
     key = reader_key(url, storage_options)

@@ -105,8 +105,14 @@ class _RecentFrames:
             self._items.clear()
             self._bytes = 0
 
+    def after_fork(self) -> None:
+        """Empty, with a fresh lock: a forked DataLoader worker starts its own."""
+        self._lock = threading.Lock()
+        self._items, self._bytes = OrderedDict(), 0
+
 
 RECENT = _RecentFrames(RECENT_BYTES)
+os.register_at_fork(after_in_child=RECENT.after_fork)
 
 
 def _frame_bytes(key: str, reader: FrameReader, frames: SplitFrames, row: int) -> tuple[bytes, bytes]:
