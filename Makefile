@@ -43,6 +43,7 @@ bench: install-test
 	$(BIN)/python benchmarks/stream.py
 	$(BIN)/python benchmarks/stats.py
 	$(BIN)/python benchmarks/sam2.py
+	$(BIN)/python benchmarks/mixture.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

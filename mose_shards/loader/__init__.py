@@ -7,9 +7,10 @@ from typing import Any
 
 from .cache import ShardCache
 from .dataset import ClipDataset, collate_clips
+from .mixture import Source
 from .random_access import FrameReader, read_frame
 
-__all__ = ["ClipDataset", "ClipLoader", "FrameReader", "ShardCache", "collate_clips", "read_frame"]
+__all__ = ["ClipDataset", "ClipLoader", "FrameReader", "ShardCache", "Source", "collate_clips", "read_frame"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,24 +9,48 @@ loader on any world size, worker count or batch size can continue from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from torch.utils.data import DataLoader
 
 from ..core.errors import ConfigError
 from .dataset import ClipDataset, collate_clips
+from .mixture import Source
 
 # set from the dataset, so that every rank and worker agrees on the batches
 FIXED = ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn", "drop_last")
 
 
-class ClipLoader(DataLoader):
-    """`DataLoader(dataset, batch_size=dataset.batch_size, collate_fn=collate_clips, ...)`, resumable."""
+DatasetSpec = str | os.PathLike[str] | Source | Sequence[str | os.PathLike[str] | Source]
+DATASET_OPTIONS = frozenset(inspect.signature(ClipDataset.__init__).parameters) - {"self", "url"}
 
-    def __init__(self, dataset: ClipDataset, num_workers: int = 0, **dataloader_kwargs: Any) -> None:
+
+def _dataset_of(spec: Any, kwargs: dict[str, Any]) -> tuple[ClipDataset, dict[str, Any]]:
+    """A URL, a Source or a list of them -> the ClipDataset made with the options that are its own
+    (batch_size, clip_length, ...), and the remaining DataLoader options."""
+    if not isinstance(spec, (str, os.PathLike, Source, list, tuple)):
+        raise ConfigError(
+            f"ClipLoader takes a ClipDataset, a URL, a Source or a list of them, got {type(spec).__name__}"
+        )
+    own = {k: v for k, v in kwargs.items() if k in DATASET_OPTIONS}
+    return ClipDataset(spec, **own), {k: v for k, v in kwargs.items() if k not in DATASET_OPTIONS}
+
+
+class ClipLoader(DataLoader):
+    """`DataLoader(dataset, batch_size=dataset.batch_size, collate_fn=collate_clips, ...)`, resumable.
+
+    `dataset` may also be what ClipDataset takes (a URL, a Source or a list of them): the options
+    that are ClipDataset's (batch_size, clip_length, rank, ...) then make the dataset, the rest go to
+    DataLoader."""
+
+    def __init__(
+        self, dataset: ClipDataset | DatasetSpec, num_workers: int = 0, **dataloader_kwargs: Any
+    ) -> None:
         if not isinstance(dataset, ClipDataset):
-            raise ConfigError(f"ClipLoader takes a ClipDataset, got {type(dataset).__name__}")
+            dataset, dataloader_kwargs = _dataset_of(dataset, dataloader_kwargs)
         fixed = sorted(set(dataloader_kwargs) & set(FIXED))
         if fixed:
             raise ConfigError(

@@ -11,21 +11,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..core import manifest
 from ..core.errors import ConfigError
 from ..core.storage import StorageOptions, Store
 from .cache import DEFAULT_LIMIT, ShardCache
 from .decode import check_short_side, decode_frame_mask, decode_image, keep_objects
-from .distribution import EpochSchedule, Items, epoch_items, source_items
-from .index import IndexedVideo, VideoList, load_index
-from .objects import add_frame_objects
+from .distribution import EpochSchedule, Items, epoch_items
+from .index import IndexedVideo, VideoList
+from .mixture import MaxSkip, MixedReader, Source, as_sources, max_skip_at, mixture_items, open_sources
 from .progress import SharedPosition, check_state
 from .retry import RetryPolicy
-from .sampling import ClipOptions, choose_objects, clip_counts, item_rng, sample_positions
+from .sampling import ClipOptions, choose_objects, item_rng, sample_positions
 from .stream import FetchedVideo, Reader, stream_videos
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ def _distributed() -> tuple[int, int]:
 
 
 class ClipDataset(_torch_base()):  # type: ignore[misc]
-    """Clips of `clip_length` frames (or, with None, each whole video once, in order) of one split.
+    """Clips of `clip_length` frames (or, with None, each whole video once, in order) of one split, or
+    of a mixture: `url` is a URL, a `Source` or a list of them (see mixture.py).
 
     Items are dicts: video_id, frame_names, frame_indices, images (HxWx3 uint8), masks (HxW uint8 or
     None), object_ids, reversed, padding, clip, epoch, source. `batch_size` is the per-rank batch.
@@ -71,10 +72,10 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
 
     def __init__(
         self,
-        url: str,
+        url: str | os.PathLike[str] | Source | Sequence[str | os.PathLike[str] | Source],
         split: str = "train",
         clip_length: int | None = 8,
-        max_skip: int = 5,
+        max_skip: MaxSkip = 5,
         max_objects: int | None = 3,
         shuffle: bool = True,
         seed: int = 0,
@@ -95,10 +96,14 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         read_backoff: float = 0.2,
         short_side: int | None = None,
     ) -> None:
-        self.url = url
-        self.split = split
-        self.storage_options = dict(storage_options or {})
-        self.options = ClipOptions(clip_length, max_skip, max_objects, reverse_prob, clips_per_video)
+        self.sources = as_sources(url, split, storage_options)
+        first = self.sources[0]
+        self.url, self.split = os.fspath(first.url), first.split
+        self.storage_options = dict(first.storage_options or {})
+        self.max_skip = max_skip  # an int, or a schedule epoch -> int
+        self.options = ClipOptions(
+            clip_length, max_skip_at(max_skip, 0), max_objects, reverse_prob, clips_per_video
+        )
         self.shuffle, self.seed = shuffle, seed
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -115,13 +120,10 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.short_side = check_short_side(short_side)  # decode at training size (decode.py)
         self.retry = RetryPolicy(read_attempts, read_timeout, read_backoff)
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
-        store, doc = manifest.read(url, self.storage_options)
-        self.void_label: int | None = doc["options"]["void_label"]
-        self.index = load_index(store, doc, split, verify=verify)
-        add_frame_objects(store, doc, split, self.index)  # which objects each frame shows: no pixel scan
-        self.counts = clip_counts(self.index.num_objects, self.index.first_frame, self.options)
-        if not self.counts.any():
-            raise ConfigError(f"{url}: no video of split {split!r} fits a clip of {clip_length} frames")
+        # Each source's index and subset, resolved once here (a `where` runs now, never in workers).
+        self.opened = open_sources(self.sources, self.options, verify)
+        self.index, self.counts = self.opened[0].index, self.opened[0].counts
+        self.void_label = self.opened[0].void_label
         self._position = SharedPosition()
         self._skip = 0  # items of this copy's share to skip on its next pass (same-topology resume)
         self._skip_workers: int | None = None
@@ -130,6 +132,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
 
     @property
     def videos(self) -> VideoList:
+        """The videos of the first source (the only one, unless a mixture)."""
         return self.index.videos
 
     # --- the epoch's items and who yields which ------------------------------------------------------
@@ -151,7 +154,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
 
     def items(self, epoch: int) -> Items:
         """Every item of an epoch, in global order (the same on every rank)."""
-        return epoch_items([source_items(self.counts, 0)], self.seed, epoch, self.shuffle)
+        return epoch_items(mixture_items(self.opened, self.seed, epoch), self.seed, epoch, self.shuffle)
 
     def schedule(self, num_items: int | None = None) -> EpochSchedule:
         """The global batches of the pass that starts now (from a resume position, if any)."""
@@ -221,16 +224,19 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             self._pass_start, self._yielded = 0, 0
 
     def reader(self) -> Reader:
-        """Range reads of this output; one per process (fork-safe)."""
-        store = Store(manifest.locate(self.url)[0], self.storage_options)
+        """Range reads of the sources' outputs, each with its storage options; one per process."""
         cache = ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir is not None else None
-        return Reader(store, self.retry, cache)
+        readers = [Reader(Store(o.root, o.source.storage_options), self.retry, cache) for o in self.opened]
+        if len(readers) == 1:
+            return readers[0]
+        return MixedReader(readers, [o.index.shards for o in self.opened])
 
     def _generate(self, epoch: int, items: Items, padding: np.ndarray) -> Iterator[dict[str, Any]]:
         videos = items.video
         new_video = np.ones(len(videos), bool)  # consecutive items of a video share one read
         new_video[1:] = (videos[1:] != videos[:-1]) | (items.source[1:] != items.source[:-1])
-        order = [self.index.video(int(v)) for v in videos[new_video]]
+        firsts = zip(items.source[new_video].tolist(), videos[new_video].tolist(), strict=True)
+        order = [self.opened[s].index.video(v) for s, v in firsts]
         fetched = stream_videos(self.reader(), order, self.prefetch, self.verify)
         current: FetchedVideo | None = None
         for i in range(len(videos)):
@@ -239,26 +245,35 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             yield self.make_item(current.entry, current, epoch, int(items.clip[i]), bool(padding[i]),
                                  int(items.source[i]))  # fmt: skip
 
+    def clip_options(self, epoch: int, source: int = 0) -> ClipOptions:
+        """How a source's clips are cut in an epoch: the epoch's max_skip over its frame_interval."""
+        skip = max_skip_at(self.max_skip, epoch, self.sources[source].frame_interval)
+        return self.options if skip == self.options.max_skip else replace(self.options, max_skip=skip)
+
     def make_item(
         self, entry: IndexedVideo, samples: Sequence[dict[str, bytes]], epoch: int, clip: int,
         padding: bool = False, source: int = 0,
     ) -> dict[str, Any]:  # fmt: skip
         """Decode one clip (or the whole video) from the samples of its video."""
-        rng = item_rng(self.seed, epoch, entry.video_id, clip)
-        positions, reversed_ = sample_positions(entry.num_objects, self.options, rng)
+        options, void = self.clip_options(epoch, source), self.opened[source].void_label
+        # A video listed by two sources (one output, two subsets) gets other clips in each.
+        rng = item_rng(
+            self.seed, epoch, entry.video_id if source == 0 else f"{entry.video_id}\0{source}", clip
+        )
+        positions, reversed_ = sample_positions(entry.num_objects, options, rng)
         objects = entry.objects  # per frame, from the masks table
         assert objects is not None
         masks = [
             decode_frame_mask(samples[p]["png"], bool(entry.has_mask[p]), self.short_side) for p in positions
         ]
-        if self.options.clip_length is None:
+        if options.clip_length is None:
             ids = sorted({i for p in positions for i in objects[p]})
         else:
-            ids = choose_objects(list(objects[positions[0]]), self.options.max_objects, rng)
-            masks = [None if m is None else keep_objects(m, ids, self.void_label, objects[p])
+            ids = choose_objects(list(objects[positions[0]]), options.max_objects, rng)
+            masks = [None if m is None else keep_objects(m, ids, void, objects[p])
                      for m, p in zip(masks, positions, strict=True)]  # fmt: skip
         return {
-            "split": self.split,
+            "split": self.sources[source].split,
             "video_id": entry.video_id,
             "frame_names": [str(entry.frame_names[p]) for p in positions],
             "frame_indices": positions,

@@ -16,10 +16,18 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ..core import manifest
 from ..core.errors import ConfigError
 from ..core.storage import StorageOptions, Store, url_to_fs
 from ..core.views import connect_output, duckdb_module, first_line
+from .distribution import Items
+from .index import Shard, SplitIndex, load_index
+from .objects import add_frame_objects
+from .sampling import ClipOptions, clip_counts
+from .stream import Reader
 
 MaxSkip = int | Callable[[int], int]
 VideoIds = Sequence[str] | str | os.PathLike[str]
@@ -207,3 +215,75 @@ def max_skip_at(max_skip: MaxSkip, epoch: int, frame_interval: int = 1) -> int:
         where = f"max_skip({epoch}) returned" if callable(max_skip) else "max_skip must be an int >= 1, got"
         raise ConfigError(f"{where} {value!r}" + ("; it must be an int >= 1" if callable(max_skip) else ""))
     return max(1, int(value) // frame_interval)
+
+
+# --- opened for reading ------------------------------------------------------------------------------
+
+
+@dataclass
+class OpenedSource:
+    """A source as a dataset reads it: its split's index, and each video's items per repeat (0 for the
+    videos its subset leaves out)."""
+
+    source: Source
+    name: str
+    root: str  # the output's root URL (the Source's url may name its manifest)
+    index: SplitIndex
+    counts: np.ndarray
+    void_label: int | None
+
+
+def open_sources(sources: Sequence[Source], options: ClipOptions, verify: bool = False) -> list[OpenedSource]:
+    """Read each source's manifest and frames table, and resolve its subset, once (in this process)."""
+    out = []
+    for i, source in enumerate(sources):
+        name = source.name(i)
+        store, doc = manifest.read(os.fspath(source.url), source.storage_options)
+        index = load_index(store, doc, source.split, verify=verify)
+        add_frame_objects(store, doc, source.split, index)  # which objects each frame shows
+        counts = clip_counts(index.num_objects, index.first_frame, options)
+        chosen = select_videos(source, name, store, doc, index.video_ids.to_pylist())
+        if chosen is not None:
+            keep = pc.is_in(index.video_ids, value_set=pa.array(sorted(chosen), pa.string()))
+            counts = np.where(keep.to_numpy(zero_copy_only=False), counts, 0)
+        if not counts.any():
+            where = (
+                f"{store.url}: no video of split {source.split!r}"
+                if len(sources) == 1
+                else f"{name}: no video"
+            )
+            raise ConfigError(
+                f"{where}{' in the subset' if chosen else ''} fits a clip of {options.clip_length} frames"
+            )
+        out.append(OpenedSource(source, name, store.url, index, counts, doc["options"]["void_label"]))
+    return out
+
+
+def mixture_items(opened: Sequence[OpenedSource], seed: int, epoch: int) -> list[Items]:
+    """Each source's items of an epoch, its repeat applied (the draw of a fractional part included)."""
+    out = []
+    for i, o in enumerate(opened):
+        video, clip = repeat_items(o.counts, o.source.repeat, seed=seed, epoch=epoch, source=i)
+        out.append(Items(np.full(len(video), i, np.int32), video.astype(np.int32), clip.astype(np.int32)))
+    return out
+
+
+class MixedReader(Reader):
+    """Range reads for the videos of several sources: each shard is read through the reader of the
+    source that lists it (a shard two sources list, with the same sha256, is the same bytes)."""
+
+    def __init__(self, readers: Sequence[Reader], shards: Sequence[Sequence[Shard]]) -> None:
+        self.readers = list(readers)
+        self.owner: dict[Shard, Reader] = {}
+        for reader, listed in zip(self.readers, shards, strict=True):
+            for shard in listed:
+                self.owner.setdefault(shard, reader)
+
+    def where(self, shard: Shard, start: int, size: int) -> str:
+        return self.owner[shard].where(shard, start, size)
+
+    def read_range(self, shard: Shard, start: int, size: int) -> bytes:
+        return self.owner[shard].read_range(shard, start, size)
+
+    def read(self, shard: Shard, start: int, size: int) -> bytes:
+        return self.owner[shard].read(shard, start, size)
