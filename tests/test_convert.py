@@ -13,8 +13,8 @@ from pycocotools import mask as coco_mask
 
 from mose_shards.conversion.config import ConvertConfig, from_pipeline
 from mose_shards.conversion.orchestrate import convert
-from mose_shards.conversion.records import unescape_video_id
 from mose_shards.core.errors import ProblemsError
+from mose_shards.core.layout import unescape_video_id
 from mose_shards.synth import SynthSpec, generate
 from tests.conftest import SMALL_SHARD
 from tests.helpers import all_samples, decode_ids, expected_objects, raw_frames, table, tree_bytes
@@ -312,7 +312,7 @@ def test_test_split_without_masks(tmp_path: Path) -> None:
 
 def test_video_ids_roundtrip_unescape() -> None:
     """unescape_video_id reverses the key escaping, % included."""
-    from mose_shards.conversion.records import sample_key
+    from mose_shards.core.layout import sample_key
 
     for video in ("plain", "a.b", "100%.x", "%2E"):
         key = sample_key(video, "00000")

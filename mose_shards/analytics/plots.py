@@ -19,7 +19,8 @@ import pyarrow as pa
 from ..core import manifest as manifest_mod
 from ..core.errors import MissingDependencyError
 from ..core.storage import StorageOptions, Store
-from .stats import LARGE_AREA, SMALL_AREA, read_table
+from ..core.tables import read_table
+from .stats import LARGE_AREA, SMALL_AREA
 
 logger = logging.getLogger(__name__)
 

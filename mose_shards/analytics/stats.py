@@ -20,18 +20,17 @@ Definitions (per split):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from ..core import manifest as manifest_mod
 from ..core.errors import ConfigError
-from ..core.schema import table_schema
 from ..core.storage import StorageOptions, Store
+from ..core.tables import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +38,6 @@ DEFAULT_FPS = 6.0
 SMALL_AREA, LARGE_AREA = 32**2, 96**2  # COCO: small < 32^2 <= medium < 96^2 <= large
 # Bound on the booleans one vectorised BOR step materialises (frames x boxes x cells).
 _CHUNK_CELLS = 8_000_000
-
-
-def read_table(
-    store: Store, doc: dict[str, Any], split: str, table: str, columns: Sequence[str] | None = None
-) -> pa.Table:
-    """One table of one split, read from the parts the manifest lists (an empty table when none)."""
-    parts = doc["splits"][split]["tables"][table]
-    schema = table_schema(table)
-    if not parts:
-        empty = schema.empty_table()
-        return empty.select(list(columns)) if columns else empty
-    dataset = pads.dataset(
-        [store.path(p) for p in parts], schema=schema, format="parquet", filesystem=store.fs
-    )
-    return dataset.to_table(columns=list(columns) if columns else None)
 
 
 def compute(

@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import LayoutError, MissingDependencyError
+from ..core.layout import SOURCES_DIR as CACHE_DIR
 from ..core.storage import version_of
+from ..core.tables import read_part
 from . import tarscan
 from .parts import PartsFile, check_sums, order_parts, part_of
 
 log = logging.getLogger(__name__)
 
 KINDS = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".zip": "zip"}
-CACHE_DIR = ".mose-shards/sources"
 _FORMAT = 1  # bump when the saved listing changes shape
 _CHECKPOINTS = 2048  # at most this many seek points (~32 KiB each) whatever the archive's size
 _MIN_CHUNK, _MAX_CHUNK = 4 << 20, 64 << 20
@@ -290,7 +291,7 @@ def _save(cache: Any, base: str, listing: Listing) -> None:
 
 def _load(cache: Any, base: str, archive: Archive) -> Listing | None:
     try:
-        table = cache.read_parquet(f"{base}.parquet")
+        table = read_part(cache, f"{base}.parquet")
         index = cache.read(f"{base}.gzidx") if archive.kind == "tar.gz" else None
     except Exception as exc:  # a damaged cache is rebuilt, never trusted: it is only a cache
         log.warning("%s: saved listing unreadable (%s); listing the archive again", archive.url, exc)

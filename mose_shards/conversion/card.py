@@ -16,11 +16,11 @@ import logging
 import re
 from typing import Any
 
+from ..core.layout import CARD, shard_glob, table_glob
 from ..core.storage import Store
 
 logger = logging.getLogger(__name__)
 
-CARD = "README.md"
 WEBDATASET_CONFIG = "default"
 # The Hub's rule for split names; others cannot appear in a config.
 _SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
@@ -46,9 +46,7 @@ def hub_splits(manifest_doc: dict[str, Any]) -> list[str]:
 def configs(manifest_doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The `configs` list: the shards, one data split per split that has shards."""
     splits = manifest_doc["splits"]
-    shards = [
-        {"split": s, "path": f"shards/{s}/*.tar"} for s in hub_splits(manifest_doc) if splits[s]["shards"]
-    ]
+    shards = [{"split": s, "path": shard_glob(s)} for s in hub_splits(manifest_doc) if splits[s]["shards"]]
     return [{"config_name": WEBDATASET_CONFIG, "default": True, "data_files": shards}] if shards else []
 
 
@@ -56,11 +54,7 @@ def table_data_files(manifest_doc: dict[str, Any], table: str, root: str = "") -
     """split -> glob of one table's Parquet parts, relative to the output root (or under root)."""
     prefix = f"{root.rstrip('/')}/" if root else ""
     splits = manifest_doc["splits"]
-    return {
-        s: f"{prefix}tables/{table}/{s}-*.parquet"
-        for s in hub_splits(manifest_doc)
-        if splits[s]["tables"][table]
-    }
+    return {s: prefix + table_glob(table, s) for s in hub_splits(manifest_doc) if splits[s]["tables"][table]}
 
 
 def card_text(manifest_doc: dict[str, Any]) -> str:

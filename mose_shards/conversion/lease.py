@@ -28,12 +28,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..core.errors import OutputError
+from ..core.layout import LEASE_FILE
 from ..core.storage import Store, fsync_path
-from .tasks import WORK_DIR
 
 log = logging.getLogger(__name__)
 
-LEASE_FILE = f"{WORK_DIR}/lease.json"
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0
 

@@ -25,23 +25,28 @@ from typing import Any
 
 from ..core import manifest as manifest_mod
 from ..core.errors import ConfigError, LayoutError, OutputError, ProblemsError
+from ..core.layout import (
+    DONE_DIR,
+    LEASE_FILE,
+    MANIFEST,
+    OWNED,
+    PLAN_FILE,
+    SOURCES_DIR,
+    TMP_DIR,
+    WORK_DIR,
+    shard_name,
+)
 from ..core.storage import Store
-from .archives import CACHE_DIR as SOURCES_DIR
 from .config import ConvertConfig
 from .executors import Executor, make_executor
-from .lease import LEASE_FILE, Lease
+from .lease import Lease
 from .plan import ShardPlan, fingerprint, plan_split
 from .sources import SourceReader, Split, discover
-from .tasks import DONE_DIR, WORK_DIR, ShardResult, ShardTask, done_marker, run_shard
+from .tasks import ShardResult, ShardTask, done_marker, run_shard
 
 log = logging.getLogger(__name__)
 
-PLAN_FILE = f"{WORK_DIR}/plan.json"
 LEASE_NAME = LEASE_FILE.rsplit("/", 1)[-1]
-TMP_DIR = f"{WORK_DIR}/tmp"  # Store.staging_dir(): tasks stage their files here
-# What --overwrite may delete, in this order: the commit marker first, then the done markers and plan,
-# so a kill halfway through never leaves a done marker whose files are gone.
-OWNED = ("manifest.json", WORK_DIR, "README.md", "shards", "tables")
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def _run(
         if result.errors:
             errors += result.errors
             continue
-        name = f"{result.split}-{result.index:06d}"
+        name = shard_name(result.split, result.index)
         results[name] = result
         done_frames += frames_of[name]
         notify("frames", done_frames, total)
@@ -208,7 +213,7 @@ def _prepare(store: Store, config: ConvertConfig, digest: str) -> bool:
         return False
     if recorded[0] != digest:
         raise ConfigError(_mismatch(store, recorded[1], config.byte_options()))
-    return store.exists(manifest_mod.MANIFEST)
+    return store.exists(MANIFEST)
 
 
 def _mismatch(store: Store, before: dict[str, Any], now: dict[str, Any]) -> str:

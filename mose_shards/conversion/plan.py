@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import layout
 from ..core.maskpng import PLACEHOLDER_PNG
 from ..core.schema import TABLES
-from .records import sample_key
+from ..core.tarfmt import archive_overhead, member_cost
 from .sources import SourceVideo
-from .writers import archive_overhead, member_cost
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,14 @@ class ShardPlan:
 
     @property
     def name(self) -> str:
-        return f"{self.split}-{self.index:06d}"
+        return layout.shard_name(self.split, self.index)
 
     @property
     def shard_path(self) -> str:
-        return f"shards/{self.split}/{self.name}.tar"
+        return layout.shard_path(self.split, self.index)
 
     def table_path(self, table: str) -> str:
-        return f"tables/{table}/{self.name}.parquet"
+        return layout.table_path(table, self.split, self.index)
 
     @property
     def table_paths(self) -> dict[str, str]:
@@ -53,7 +53,7 @@ def video_cost(video: SourceVideo) -> int:
     """Upper bound of the bytes a video takes in a shard."""
     total = 0
     for frame in video.frames:
-        key = sample_key(video.video_id, frame.name)
+        key = layout.sample_key(video.video_id, frame.name)
         total += member_cost(f"{key}.jpg", frame.jpg.size)
         total += member_cost(f"{key}.png", frame.png.size if frame.png else len(PLACEHOLDER_PNG))
         total += member_cost(f"{key}.json", JSON_ALLOWANCE + 2 * len(video.video_id))

@@ -12,25 +12,11 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ..core.errors import DataError
+from ..core.layout import sample_key
 from . import masks as mask_ops
 from .sources import Frame, SourceVideo
 
 JPEG_EOI = b"\xff\xd9"
-
-
-def sample_key(video_id: str, frame_name: str) -> str:
-    """The WebDataset key of a frame: `<video_id>/<frame_name>`, with '%' and '.' in the id escaped.
-
-    WebDataset splits a member name at the first dot of its file name; tools that split at the first
-    dot of the whole path would cut a dotted video id, so dots become %2E (and % itself %25). The
-    `.json` member and the tables carry the video id unchanged; `unescape_video_id` reverses this.
-    """
-    escaped = video_id.replace("%", "%25").replace(".", "%2E")
-    return f"{escaped}/{frame_name}"
-
-
-def unescape_video_id(escaped: str) -> str:
-    return escaped.replace("%2E", ".").replace("%25", "%")
 
 
 @dataclass

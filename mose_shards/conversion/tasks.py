@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..core import layout
 from ..core.errors import DataError, OutputError
 from ..core.schema import TABLES
 from ..core.storage import Store
@@ -24,9 +25,6 @@ from .sources import SourceReader, SourceVideo
 from .writers import ShardWriter, sha256_file, write_table
 
 log = logging.getLogger(__name__)
-
-WORK_DIR = ".mose-shards"
-DONE_DIR = f"{WORK_DIR}/done"
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ class ShardResult:
 
 
 def done_marker(plan: ShardPlan) -> str:
-    return f"{DONE_DIR}/{plan.name}.json"
+    return layout.done_marker(plan.split, plan.index)
 
 
 def run_shard(task: ShardTask) -> ShardResult:

@@ -13,11 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..core.schema import table_schema
-
-MEMBERS = ("jpg", "json", "png")  # the members of every sample, in tar order (TarWriter sorts them)
-_HEADER = 512
-_RECORD = 20 * _HEADER  # tarfile pads the archive to whole records
-_LONG_NAME = 99  # longer member names cost a PAX header (two more blocks)
+from ..core.tarfmt import index_members
 
 
 class ShardWriter:
@@ -46,7 +42,8 @@ class ShardWriter:
     def close(self) -> None:
         self._tar.close()
         self._file.close()
-        self.members = index_tar(self.path)
+        with open(self.path, "rb") as fh:
+            self.members = index_members(fh)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -54,27 +51,6 @@ class ShardWriter:
     def __exit__(self, *exc: object) -> None:
         if not self._file.closed:
             self.close()
-
-
-def index_tar(path: str) -> dict[tuple[str, str], tuple[int, int]]:
-    """(key, ext) -> (data offset, size) for every member of a tar file, read from its headers."""
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    with tarfile.open(path, mode="r:") as archive:
-        for member in archive:
-            key, _, ext = member.name.rpartition(".")
-            out[(key, ext)] = (member.offset_data, member.size)
-    return out
-
-
-def member_cost(name: str, size: int) -> int:
-    """Bytes one member takes in a tar: header(s) plus data padded to a block."""
-    header = _HEADER + (2 * _HEADER if len(name) > _LONG_NAME else 0)
-    return header + -(-size // _HEADER) * _HEADER
-
-
-def archive_overhead() -> int:
-    """Upper bound of the bytes a tar adds at its end (two zero blocks, record padding)."""
-    return 2 * _HEADER + _RECORD
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import ConfigError, OutputError
+from .layout import MANIFEST
 from .schema import TABLES, schema_versions
 from .storage import StorageOptions, Store
 from .version import __version__
 
-MANIFEST = "manifest.json"
 FORMAT = "mose-shards"
 FORMAT_VERSION = 1
 
@@ -58,12 +58,20 @@ def build(
 
 def select_splits(store: Store, doc: dict[str, Any], splits: Iterable[str] | None) -> list[str]:
     """The splits asked for (all when None), checked against the manifest: ConfigError names the rest."""
-    known = list(doc["splits"])
+    known = list(doc.get("splits", {}))
     wanted = list(splits) if splits else known
     unknown = [s for s in wanted if s not in known]
     if unknown:
-        raise ConfigError(f"{store.url}: no split {', '.join(unknown)}; splits: {', '.join(known)}")
+        names = ", ".join(repr(s) for s in unknown)
+        raise ConfigError(f"{store.url}: no split {names}; splits: {', '.join(known) or 'none'}")
     return wanted
+
+
+def split_entry(store: Store, doc: dict[str, Any], split: str) -> dict[str, Any]:
+    """The manifest entry of one split (checked by select_splits: the one split check)."""
+    select_splits(store, doc, [split])
+    entry: dict[str, Any] = doc["splits"][split]
+    return entry
 
 
 def dumps(manifest: dict[str, Any]) -> bytes:

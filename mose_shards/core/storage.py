@@ -17,6 +17,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from .errors import OutputError
+from .layout import TMP_DIR
 
 StorageOptions = Mapping[str, Any]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -112,22 +113,6 @@ class Store:
             raise OutputError(f"{self.url_of(rel)}: file not found") from None
         return data
 
-    def read_parquet(self, rel: str, columns: list[str] | None = None) -> Any:
-        """One Parquet file as a pyarrow Table; OutputError naming it when missing or unreadable.
-
-        Read from bytes, not through a Python file object: pyarrow's threads reading through a
-        Python file sometimes abort the interpreter at exit ("terminate called without an active
-        exception").
-        """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        data = self.read(rel)
-        try:
-            return pq.read_table(pa.BufferReader(data), columns=columns)
-        except (pa.ArrowException, OSError) as exc:
-            raise OutputError(f"{self.url_of(rel)}: not a readable Parquet file ({exc})") from None
-
     @_denied_as_output_error
     def read_range(self, rel: str, start: int, size: int) -> bytes:
         """`size` bytes from offset `start` (one ranged GET on object stores)."""
@@ -190,7 +175,7 @@ class Store:
 
     def staging_dir(self) -> str | None:
         """A local folder for temporary files next to the output when it is local (same device)."""
-        return self.path(".mose-shards/tmp") if self.local else None
+        return self.path(TMP_DIR) if self.local else None
 
 
 def _local_tmp(target: str) -> str:

@@ -9,15 +9,16 @@ split (470k frames) costs tens of MB per DataLoader worker and pickles as a few 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ..core.errors import ConfigError, OutputError
+from ..core.errors import OutputError
+from ..core.manifest import split_entry
 from ..core.storage import Store
+from ..core.tables import read_parts
 
 TAR_BLOCK = 512
 COLUMNS = (
@@ -26,7 +27,6 @@ COLUMNS = (
 )  # fmt: skip
 MEMBER_COLUMNS = COLUMNS[6:]  # (jpg offset, jpg size, png offset, png size, json offset, json size)
 VERIFY_COLUMNS = ("key", "jpg_sha256", "png_sha256")
-FETCH_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -149,27 +149,11 @@ def _round_up(n: np.ndarray) -> np.ndarray:
     return -(-n // TAR_BLOCK) * TAR_BLOCK
 
 
-def split_entry(doc: dict[str, Any], split: str, where: str) -> dict[str, Any]:
-    """The manifest entry of a split; ConfigError listing the known ones when it is absent."""
-    splits = doc.get("splits", {})
-    if split not in splits:
-        raise ConfigError(f"{where}: no split {split!r}; splits: {', '.join(sorted(splits)) or 'none'}")
-    entry: dict[str, Any] = splits[split]
-    return entry
-
-
-def read_arrow(store: Store, paths: Iterable[str], columns: Iterable[str] = COLUMNS) -> list[pa.Table]:
-    """Columns of several Parquet parts as Arrow tables, fetched in parallel, in the order given."""
-    cols, paths = list(columns), list(paths)
-    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, max(1, len(paths)))) as pool:
-        return list(pool.map(lambda rel: store.read_parquet(rel, cols), paths))
-
-
 def read_tables(
     store: Store, paths: Iterable[str], columns: Iterable[str] = COLUMNS
 ) -> list[dict[str, list[Any]]]:
     """Columns of several Parquet parts as Python lists, in the order given."""
-    return [table.to_pydict() for table in read_arrow(store, paths, columns)]
+    return [table.to_pydict() for table in read_parts(store, paths, list(columns))]
 
 
 def build_index(tables: list[pa.Table], shards: list[Shard], verify: bool = False) -> SplitIndex:
@@ -260,7 +244,7 @@ def _empty(shards: list[Shard]) -> SplitIndex:
 
 def load_index(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex:
     """The index of a split, in manifest (shard) order; `verify` also loads keys and sha256 digests."""
-    entry = split_entry(doc, split, store.url)
+    entry = split_entry(store, doc, split)
     shards = [Shard(s["path"], int(s["bytes"]), s["sha256"]) for s in entry["shards"]]
     columns = COLUMNS + (VERIFY_COLUMNS if verify else ())
-    return build_index(read_arrow(store, entry["tables"]["frames"], columns), shards, verify)
+    return build_index(read_parts(store, entry["tables"]["frames"], list(columns)), shards, verify)

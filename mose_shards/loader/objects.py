@@ -14,8 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..core.errors import OutputError
+from ..core.manifest import split_entry
 from ..core.storage import Store
-from .index import SplitIndex, read_arrow, split_entry
+from ..core.tables import read_parts
+from .index import SplitIndex
 
 COLUMNS = ("video_id", "frame_index", "object_id")
 
@@ -23,8 +25,8 @@ COLUMNS = ("video_id", "frame_index", "object_id")
 def add_frame_objects(store: Store, doc: dict[str, Any], split: str, index: SplitIndex) -> None:
     """Fill `index.object_ids` / `index.object_start` from the masks table; OutputError when it
     disagrees with the frames table's per-frame object counts."""
-    paths = split_entry(doc, split, store.url)["tables"]["masks"]
-    tables = read_arrow(store, paths, COLUMNS)
+    paths = split_entry(store, doc, split)["tables"]["masks"]
+    tables = read_parts(store, paths, COLUMNS)
     table = pa.concat_tables(tables) if tables else None
     frames = len(index.has_mask)
     if table is None or table.num_rows == 0:

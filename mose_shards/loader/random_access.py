@@ -23,8 +23,9 @@ import numpy as np
 from ..core import manifest
 from ..core.errors import ConfigError, OutputError
 from ..core.storage import StorageOptions, Store
+from ..core.tables import read_parts
 from .decode import check_short_side, decode_frame_mask, decode_image
-from .index import COLUMNS, split_entry
+from .index import COLUMNS
 
 Row = dict[str, Any]
 MEMBERS = ("jpg_offset", "jpg_size", "png_offset", "png_size", "json_offset", "json_size")
@@ -66,10 +67,7 @@ def split_frames(store: Store, doc: dict[str, Any], split: str) -> SplitFrames:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts = [
-        store.read_parquet(rel, list(COLUMNS))
-        for rel in split_entry(doc, split, store.url)["tables"]["frames"]
-    ]
+    parts = read_parts(store, manifest.split_entry(store, doc, split)["tables"]["frames"], COLUMNS)
     if not parts:
         return SplitFrames(split, {}, np.array([], str), np.array([], bool), np.array([], np.int32),
                            np.array([], np.int32), (), np.zeros((0, 6), np.int64))  # fmt: skip
@@ -145,10 +143,8 @@ class FrameReader:
         return found
 
     def _find(self, video_id: str, frame_index: int, split: str | None) -> tuple[SplitFrames, int]:
-        splits = [split] if split is not None else sorted(self.doc["splits"])
-        for name in splits:
-            if name not in self.doc["splits"]:
-                raise ConfigError(f"{self.url}: no split {name!r}")
+        splits = manifest.select_splits(self.store, self.doc, [split] if split is not None else None)
+        for name in sorted(splits):
             frames = self.frames(name)
             row = frames.row(video_id, frame_index)
             if row is not None:

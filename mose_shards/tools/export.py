@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..core import manifest as manifest_mod
 from ..core.errors import OutputError
+from ..core.layout import MEMBERS
 from ..core.storage import StorageOptions, Store
+from ..core.tables import read_part
+from ..core.tarfmt import TAR_ERRORS, iter_samples
 
 log = logging.getLogger(__name__)
 
@@ -82,35 +84,25 @@ def _meta(store: Store, tables: dict[str, list[str]]) -> dict[str, Any] | None:
 def _rows(store: Store, parts: list[str], columns: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for rel in parts:
-        rows += store.read_parquet(rel, columns).to_pylist()
+        rows += read_part(store, rel, columns).to_pylist()
     return rows
 
 
 def _samples(store: Store, path: str) -> Iterator[tuple[dict[str, Any], dict[str, bytes]]]:
     """(parsed .json, {ext: bytes}) per sample of one shard, in tar order."""
     where = store.url_of(path)
-    key: str | None = None
-    members: dict[str, bytes] = {}
     try:
-        with store.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
-            for member in archive:
-                name, _, ext = member.name.rpartition(".")
-                if name != key and members:
-                    yield _parsed(where, key, members), members
-                    members = {}
-                key = name
-                handle = archive.extractfile(member)
-                if handle is None:
-                    raise OutputError(f"{where}: member {member.name} is not a regular file")
-                members[ext] = handle.read()
-    except (tarfile.TarError, EOFError) as exc:
+        with store.open(path, "rb") as raw:
+            for key, members in iter_samples(raw):
+                yield _parsed(where, key, members), members
+    except ValueError as exc:
+        raise OutputError(f"{where}: {exc}") from None
+    except TAR_ERRORS as exc:
         raise OutputError(f"{where}: not a readable tar ({exc}); run mose-shards verify") from None
-    if members:
-        yield _parsed(where, key, members), members
 
 
-def _parsed(where: str, key: str | None, members: dict[str, bytes]) -> dict[str, Any]:
-    if set(members) != {"jpg", "png", "json"}:
+def _parsed(where: str, key: str, members: dict[str, bytes]) -> dict[str, Any]:
+    if set(members) != set(MEMBERS):
         raise OutputError(f"{where}: sample {key} has members {sorted(members)}; run mose-shards verify")
     try:
         info: dict[str, Any] = json.loads(members["json"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import manifest as manifest_mod
+from ..core.layout import TABLES_DIR
 from ..core.storage import StorageOptions
 
 
@@ -30,7 +31,7 @@ def describe(url: str, storage_options: StorageOptions | None = None) -> str:
             f"{split['masks']:>8} {len(split['shards']):>6} {size:>9.1f}"
         )
     lines += _skipped(doc)
-    lines.append("  tables: " + ", ".join(f"tables/{t}/" for t in doc["schemas"]))
+    lines.append("  tables: " + ", ".join(f"{TABLES_DIR}/{t}/" for t in doc["schemas"]))
     return "\n".join(lines)
 
 

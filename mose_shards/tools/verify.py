@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from ..conversion.writers import MEMBERS
 from ..core import manifest as manifest_mod
 from ..core.errors import OutputError
+from ..core.layout import MEMBERS
 from ..core.schema import TABLES
 from ..core.storage import StorageOptions, Store
+from ..core.tables import read_part
+from ..core.tarfmt import TAR_ERRORS, MemberIndex, index_members
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (shards checked, total)
-MemberIndex = dict[tuple[str, str], tuple[int, int]]  # (key, ext) -> (data offset, size)
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _check_shard(store: Store, shard: dict[str, Any], report: VerifyReport) -> M
         return None
     try:
         digest, index = _hash_and_index(store, path)
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (*TAR_ERRORS, OSError, ValueError) as exc:
         report.problems.append(f"{where}: not a readable tar ({exc})")
         return None
     if digest != shard["sha256"]:
@@ -105,13 +105,9 @@ class _HashingReader:
 
 
 def _hash_and_index(store: Store, path: str) -> tuple[str, MemberIndex]:
-    index: MemberIndex = {}
     with store.open(path, "rb") as raw:
         reader = _HashingReader(raw)
-        with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
-            for member in archive:
-                key, _, ext = member.name.rpartition(".")
-                index[(key, ext)] = (member.offset_data, member.size)
+        index = index_members(reader)  # type: ignore[arg-type]
         while reader.read(1 << 20):  # the end-of-archive padding the parser did not need
             pass
     return reader.digest.hexdigest(), index
@@ -148,7 +144,7 @@ def _read_part(store: Store, rel: str, report: VerifyReport) -> pa.Table | None:
         report.problems.append(f"{where}: missing")
         return None
     try:
-        table: pa.Table = store.read_parquet(rel)
+        table: pa.Table = read_part(store, rel)
     except OutputError as exc:
         report.problems.append(str(exc))
         return None

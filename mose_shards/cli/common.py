@@ -1,0 +1,98 @@
+"""What the command families share: storage options, the OUT argument, progress bars, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..core.errors import ConfigError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def storage_options(pairs: list[str] | None, flag: str = "--storage-option") -> dict[str, Any]:
+    """KEY=VALUE pairs -> storage options; dotted keys nest (client_kwargs.region_name=x)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} wants KEY=VALUE, got {pair!r}")
+        target = out
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = _scalar(value)
+    return out
+
+
+def _scalar(value: str) -> Any:
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec storage option, repeatable (endpoint_url=..., anon=true); "
+        "AWS_* environment variables are used too",
+    )
+
+
+def add_end_option(parser: argparse.ArgumentParser, flag: str, end: str) -> None:
+    """A per-end storage option (--source-option, --output-option, --dest-option)."""
+    parser.add_argument(
+        flag,
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"fsspec storage option for {end} only, repeatable; wins over --storage-option",
+    )
+
+
+def output_command(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand that reads an output: OUT (a folder, any URL, or its manifest) and --storage-option."""
+    if "epilog" in kwargs:  # examples keep their lines; then so does the description
+        kwargs["formatter_class"] = argparse.RawDescriptionHelpFormatter
+    p: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+    p.add_argument("output", metavar="OUT", help="output folder or manifest URL")
+    add_storage_option(p)
+    return p
+
+
+class ProgressBar:
+    """A tqdm bar on stderr fed by convert's progress callback (verify and export: `step`)."""
+
+    def __init__(self, disabled: bool, desc: str = "convert", unit: str = "frame") -> None:
+        self.disabled = disabled
+        self.desc, self.unit = desc, unit
+        self.bar: Any = None
+
+    def step(self, done: int, total: int) -> None:
+        self.update(self.desc, done, total)
+
+    def update(self, event: str, done: int, total: int) -> None:
+        if self.disabled:
+            return
+        if event == "plan":  # listing a large source takes a while: say what it found
+            print(f"mose-shards: planned {done} videos into {total} shards", file=sys.stderr)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
