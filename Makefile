@@ -42,6 +42,7 @@ bench: install-test
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/stream.py
 	$(BIN)/python benchmarks/stats.py
+	$(BIN)/python benchmarks/index.py
 	$(BIN)/python benchmarks/sam2.py
 	$(BIN)/python benchmarks/mixture.py
 

@@ -241,3 +241,16 @@ def test_plain_iterable_without_torch(converted: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "4"
+
+
+def test_whole_videos_over_three_ranks_equal_steps_each_once(converted: Path) -> None:
+    """clip_length=None over 3 ranks: equal counts (= len), every video once, extra ones flagged."""
+    per_rank = [
+        list(ClipDataset(str(converted), split="valid", clip_length=None, rank=r, world_size=3, batch_size=1))
+        for r in range(3)
+    ]
+    assert [len(items) for items in per_rank] == [2, 2, 2]
+    regular = sorted(i["video_id"] for items in per_rank for i in items if not i["padding"])
+    assert len(regular) == len(set(regular)) == 4
+    padded = [i for items in per_rank for i in items if i["padding"]]
+    assert len(padded) == 2 and all(len(i["frame_indices"]) == 8 for i in padded)

@@ -119,3 +119,58 @@ def test_verify_names_the_sample_whose_bytes_differ(converted: Path, tmp_path: P
         list(ClipDataset(str(out), split="valid", clip_length=None, shuffle=False, verify=True))
     unchecked = list(ClipDataset(str(out), split="valid", clip_length=None, shuffle=False))
     assert len(unchecked) == 4  # without verify the change goes unnoticed
+
+
+def test_retries_back_off_then_give_up_naming_the_range() -> None:
+    """Transient errors are retried with growing, jittered waits; the last one raises naming `where`."""
+    from mose_shards.loader.retry import RetryPolicy, retried
+
+    calls, waits = [], []
+
+    def flaky() -> bytes:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionResetError("reset by peer")
+        return b"ok"
+
+    policy = RetryPolicy(attempts=3, timeout=None, backoff=1.0, max_backoff=1.5)
+    assert retried(flaky, policy, "s3://b/x.tar bytes [0, 10)", sleep=waits.append) == b"ok"
+    assert len(calls) == 3 and 0 <= waits[0] <= 1.0 and 0 <= waits[1] <= 1.5
+    with pytest.raises(
+        OutputError, match=r"s3://b/x.tar bytes \[0, 10\): read failed after 3 attempts: Timeout"
+    ):
+        retried(lambda: (_ for _ in ()).throw(TimeoutError("slow")), policy, "s3://b/x.tar bytes [0, 10)",
+                sleep=waits.append)  # fmt: skip
+    calls.clear()
+
+    def missing() -> bytes:
+        calls.append(1)
+        raise FileNotFoundError("no such key")
+
+    with pytest.raises(OutputError, match="FileNotFoundError"):
+        retried(missing, policy, "s3://b/x.tar bytes [0, 10)", sleep=waits.append)
+    assert len(calls) == 1  # permanent: not retried
+
+
+def test_an_attempt_that_hangs_is_abandoned_after_the_timeout() -> None:
+    """read_timeout bounds each attempt: a read that never answers is given up and retried."""
+    import threading
+
+    from mose_shards.loader.retry import RetryPolicy, retried
+
+    release, calls = threading.Event(), []
+
+    def hangs_once() -> bytes:
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(30)  # the first attempt blocks until the test ends
+        return b"second"
+
+    try:
+        assert (
+            retried(hangs_once, RetryPolicy(attempts=2, timeout=0.2, backoff=0), "x", sleep=lambda s: None)
+            == b"second"
+        )
+    finally:
+        release.set()
+    assert len(calls) == 2
