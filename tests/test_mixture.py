@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -209,3 +210,16 @@ def test_max_skip_schedule_and_frame_interval() -> None:
         max_skip_at(lambda e: 0 if e == 2 else 3, 2)
     with pytest.raises(ConfigError, match="max_skip must be an int >= 1"):
         max_skip_at(2.5, 0)  # type: ignore[arg-type]
+
+
+def test_where_without_duckdb_gives_the_install_hint(
+    converted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`where` needs the [query] extra; without DuckDB the error says how to install it."""
+    from mose_shards.core.errors import MissingDependencyError
+    from mose_shards.loader import ClipDataset
+
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # `import duckdb` now raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'mose-shards\[query\]'"):
+        ClipDataset(Source(str(converted), where="num_objects > 1"), clip_length=3)
+    assert len(ClipDataset(Source(str(converted)), clip_length=3).items(0)) == 4  # no where, no DuckDB
