@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import tarscan
 from ..core.errors import LayoutError, MissingDependencyError
 from ..core.layout import SOURCES_DIR as CACHE_DIR
 from ..core.storage import version_of
 from ..core.tables import read_part
-from . import tarscan
 from .parts import PartsFile, check_sums, order_parts, part_of
 
 log = logging.getLogger(__name__)

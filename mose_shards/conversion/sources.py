@@ -19,9 +19,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..core import tarscan
 from ..core.errors import DataError, LayoutError
 from ..core.storage import StorageOptions, is_local, url_to_fs, version_of
-from . import tarscan, zipsource
+from . import zipsource
 from .archives import Archive, Listing, archive_at, group_parts, load_or_scan, missing_listed, open_members
 from .parts import find_sums
 

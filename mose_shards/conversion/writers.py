@@ -43,7 +43,7 @@ class ShardWriter:
         self._tar.close()
         self._file.close()
         with open(self.path, "rb") as fh:
-            self.members = index_members(fh)
+            self.members = index_members(fh, self.path)
 
     def __enter__(self) -> ShardWriter:
         return self

@@ -14,8 +14,8 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core import tarscan
 from ..core.errors import DataError, LayoutError
-from . import tarscan
 
 if TYPE_CHECKING:
     from .archives import Archive, Listing

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import manifest as manifest_mod
-from ..core.errors import OutputError
+from ..core.errors import LayoutError, OutputError
 from ..core.layout import MEMBERS
 from ..core.storage import StorageOptions, Store
 from ..core.tables import read_part
-from ..core.tarfmt import TAR_ERRORS, iter_samples
+from ..core.tarfmt import iter_samples
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,10 @@ def _samples(store: Store, path: str) -> Iterator[tuple[dict[str, Any], dict[str
     where = store.url_of(path)
     try:
         with store.open(path, "rb") as raw:
-            for key, members in iter_samples(raw):
+            for key, members in iter_samples(raw, where):
                 yield _parsed(where, key, members), members
-    except ValueError as exc:
-        raise OutputError(f"{where}: {exc}") from None
-    except TAR_ERRORS as exc:
-        raise OutputError(f"{where}: not a readable tar ({exc}); run mose-shards verify") from None
+    except LayoutError as exc:  # names the shard and what is wrong with it
+        raise OutputError(f"{exc}; run mose-shards verify") from None
 
 
 def _parsed(where: str, key: str, members: dict[str, bytes]) -> dict[str, Any]:

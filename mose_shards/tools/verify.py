@@ -16,12 +16,12 @@ from typing import Any
 import pyarrow as pa
 
 from ..core import manifest as manifest_mod
-from ..core.errors import OutputError
+from ..core.errors import LayoutError, OutputError
 from ..core.layout import MEMBERS
 from ..core.schema import TABLES
 from ..core.storage import StorageOptions, Store
 from ..core.tables import read_part
-from ..core.tarfmt import TAR_ERRORS, MemberIndex, index_members
+from ..core.tarfmt import MemberIndex, index_members
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,11 @@ def _check_shard(store: Store, shard: dict[str, Any], report: VerifyReport) -> M
         return None
     try:
         digest, index = _hash_and_index(store, path)
-    except (*TAR_ERRORS, OSError, ValueError) as exc:
-        report.problems.append(f"{where}: not a readable tar ({exc})")
+    except LayoutError as exc:  # names the shard and what is wrong with it
+        report.problems.append(str(exc))
+        return None
+    except OSError as exc:
+        report.problems.append(f"{where}: not readable ({exc})")
         return None
     if digest != shard["sha256"]:
         report.problems.append(
@@ -107,9 +110,7 @@ class _HashingReader:
 def _hash_and_index(store: Store, path: str) -> tuple[str, MemberIndex]:
     with store.open(path, "rb") as raw:
         reader = _HashingReader(raw)
-        index = index_members(reader)  # type: ignore[arg-type]
-        while reader.read(1 << 20):  # the end-of-archive padding the parser did not need
-            pass
+        index = index_members(reader, store.url_of(path))  # reads every byte: the hash sees them all
     return reader.digest.hexdigest(), index
 
 
