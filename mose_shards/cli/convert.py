@@ -37,9 +37,15 @@ def register_convert(sub: Any) -> None:
     p.add_argument(
         "--split", action="append", dest="splits", metavar="NAME", help="only this split (repeatable)"
     )
-    p.add_argument("--workers", type=int, help="parallel shard tasks (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="parallel shard tasks (default: all cores; with --ray-address the cluster's CPUs)",
+    )
     p.add_argument("--executor", choices=("local", "ray"), help="where tasks run (default local processes)")
-    p.add_argument("--ray-address", help="Ray cluster address (default: a local Ray)")
+    p.add_argument(
+        "--ray-address", help="join this Ray cluster (implies --executor ray; default: a local Ray)"
+    )
     p.add_argument(
         "--on-error",
         choices=("strict", "skip"),
@@ -71,8 +77,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {
         "shard_size": parse_size(args.shard_size) if args.shard_size else None,
         "splits": tuple(args.splits) if args.splits else None,
-        "workers": args.workers or default_workers(),
-        "executor": args.executor,
+        # With a cluster address, every CPU of the cluster (the executor counts them once connected).
+        "workers": args.workers or (None if args.ray_address else default_workers()),
+        "executor": args.executor or ("ray" if args.ray_address else None),
         "ray_address": args.ray_address,
         "on_error": args.on_error,
         "overwrite": args.overwrite or None,
@@ -82,7 +89,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "output_options": storage_options(args.output_option, "--output-option") or None,
         "verify_source": None if args.verify_source else False,
     }
-    given = {k: v for k, v in given.items() if v is not None}
+    given = {k: v for k, v in given.items() if v is not None or k == "workers"}
     if args.void_label is not None:
         given["void_label"] = parse_void_label(args.void_label)
     config = from_pipeline(args.pipeline, args.source, args.output, **given)

@@ -31,7 +31,7 @@ class ConvertConfig:
     layout: Layout = field(default_factory=Layout)
     splits: tuple[str, ...] | None = None
     pipeline: str | None = None
-    workers: int = 1
+    workers: int | None = 1  # None: every core, or every CPU of the Ray cluster
     executor: str = "local"
     ray_address: str | None = None
     on_error: str = "strict"
@@ -62,7 +62,7 @@ class ConvertConfig:
             raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
 
     def byte_options(self) -> dict[str, Any]:

@@ -56,6 +56,10 @@ class ProcessExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when its parent dies (PR_SET_PDEATHSIG); elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
@@ -69,10 +73,12 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def make_executor(kind: str, workers: int, **options: Any) -> Executor:
-    """The executor for `--executor KIND --workers N`."""
+def make_executor(kind: str, workers: int | None, **options: Any) -> Executor:
+    """The executor for `--executor KIND --workers N` (None: every core, or every CPU of the cluster).
+    `options` go to the Ray executor (address, local_paths)."""
     if kind == "local":
-        return InlineExecutor() if workers <= 1 else ProcessExecutor(workers)
+        count = workers or _cores()
+        return InlineExecutor() if count <= 1 else ProcessExecutor(count)
     if kind == "ray":
         from .ray_executor import RayExecutor
 

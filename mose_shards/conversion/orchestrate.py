@@ -36,8 +36,8 @@ from ..core.layout import (
     WORK_DIR,
     shard_name,
 )
-from ..core.storage import Store
-from .config import ConvertConfig
+from ..core.storage import Store, is_local, url_to_fs
+from .config import ConvertConfig, default_workers
 from .executors import Executor, make_executor
 from .lease import Lease
 from .plan import ShardPlan, fingerprint, plan_split
@@ -84,10 +84,14 @@ def convert(
     started = time.monotonic()
     notify = progress or (lambda *_: None)
     store = Store(config.output, config.output_storage)
+    if config.executor == "ray":
+        from .ray_executor import refuse_local_paths
+
+        refuse_local_paths(config.ray_address, _local_paths(config))  # before anything is read or written
     _refuse_foreign(store, config.overwrite)  # before discover() saves archive listings into OUT
     found = discover(
         config.source, config.source_storage, config.layout, cache=store,
-        verify=config.verify_source, workers=config.workers, splits=config.splits,
+        verify=config.verify_source, workers=config.workers or default_workers(), splits=config.splits,
     )  # fmt: skip
     splits = _select(found, config.splits)
     skipped = _early_problems(splits, config.on_error)
@@ -131,8 +135,14 @@ def _run(
     done_frames = sum(p.frames for p in plans if p.name in results)
     notify("frames", done_frames, total)
     tasks = [_task(config, p) for p in plans if p.name not in results]
-    workers = max(1, min(config.workers, len(tasks)))  # no idle processes for a handful of shards
-    runner = executor or make_executor(config.executor, workers, address=config.ray_address)
+    # No idle processes for a handful of shards; None (every CPU) is resolved by the executor.
+    workers = None if config.workers is None else max(1, min(config.workers, len(tasks)))
+    options = (
+        {"address": config.ray_address, "local_paths": _local_paths(config)}
+        if config.executor == "ray"
+        else {}
+    )
+    runner = executor or make_executor(config.executor, workers, **options)
     errors: list[str] = []
     frames_of = {p.name: p.frames for p in plans}
     for result in runner.run(run_shard, tasks):
@@ -146,6 +156,17 @@ def _run(
         notify("frames", done_frames, total)
     if errors:
         raise ProblemsError(sorted(errors))
+
+
+def _local_paths(config: ConvertConfig) -> list[str]:
+    """SRC and OUT when they are on this machine only (a local folder, memory://)."""
+    ends = ((config.source, config.source_storage), (config.output, config.output_storage))
+    return [url for url, options in ends if _machine_local(url_to_fs(url, options)[0])]
+
+
+def _machine_local(fs: Any) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return is_local(fs) or "memory" in protocols
 
 
 def _inputs(config: ConvertConfig, splits: list[Split], store: Store) -> list[str]:
