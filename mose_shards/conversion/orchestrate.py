@@ -88,17 +88,10 @@ def convert(
         from .ray_executor import refuse_local_paths
 
         refuse_local_paths(config.ray_address, _local_paths(config))  # before anything is read or written
-    _refuse_foreign(store, config.overwrite)  # before discover() saves archive listings into OUT
-    found = discover(
-        config.source, config.source_storage, config.layout, cache=store,
-        verify=config.verify_source, workers=config.workers or default_workers(), splits=config.splits,
-    )  # fmt: skip
-    splits = _select(found, config.splits)
-    skipped = _early_problems(splits, config.on_error)
-    plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
-    notify("plan", sum(len(p.videos) for p in plans), len(plans))
-    digest = fingerprint(plans, config.byte_options(), _inputs(config, splits, store))
-    with Lease(store) as lease:  # one writer per output, from here to the manifest
+    _refuse_foreign(store, config.overwrite)  # before anything is written into OUT, the lease included
+    with Lease(store) as lease:  # one writer per output, from the saved archive listings to the manifest
+        splits, skipped, plans, digest = _plan(config, store)
+        notify("plan", sum(len(p.videos) for p in plans), len(plans))
         if _prepare(store, config, digest):
             existing = manifest_mod.read(store.url, config.output_storage)[1]
             return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
@@ -120,6 +113,20 @@ def convert(
         lease.check()
         manifest_mod.write(store, doc)
     return ConvertResult(doc, len(plans) - reused, reused, time.monotonic() - started)
+
+
+def _plan(
+    config: ConvertConfig, store: Store
+) -> tuple[list[Split], dict[str, list[dict[str, str]]], list[ShardPlan], str]:
+    """Discover the source, plan its shards; (splits, skipped videos, plans, fingerprint)."""
+    found = discover(
+        config.source, config.source_storage, config.layout, cache=store,
+        verify=config.verify_source, workers=config.workers or default_workers(), splits=config.splits,
+    )  # fmt: skip
+    splits = _select(found, config.splits)
+    skipped = _early_problems(splits, config.on_error)
+    plans = [p for s in splits for p in plan_split(s.name, s.videos, config.shard_size)]
+    return splits, skipped, plans, fingerprint(plans, config.byte_options(), _inputs(config, splits, store))
 
 
 def _run(
