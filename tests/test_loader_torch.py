@@ -77,6 +77,7 @@ def test_persistent_workers_see_each_epoch(converted: Path, start_method: str) -
         assert [keys(b) for b in batches] == expected[epoch]
 
 
+@pytest.mark.filterwarnings("ignore:.set_vital. is deprecated:UserWarning")
 def test_stateful_dataloader_resumes_on_the_same_topology(converted: Path) -> None:
     """torchdata's StatefulDataLoader (2 workers) saved after 3 batches continues exactly."""
     tdl = pytest.importorskip("torchdata.stateful_dataloader")
