@@ -31,8 +31,10 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mose_shards.core.manifest import split_entry  # noqa: E402
 from mose_shards.core.storage import Store  # noqa: E402
-from mose_shards.loader.index import COLUMNS, load_index, read_arrow, split_entry  # noqa: E402
+from mose_shards.core.tables import read_parts  # noqa: E402
+from mose_shards.loader.index import COLUMNS, load_index  # noqa: E402
 from mose_shards.loader.objects import add_frame_objects  # noqa: E402
 
 SHARDS = 300
@@ -116,9 +118,9 @@ def columnar(root: str) -> Any:
 def tuples(root: str) -> Any:
     """The layout before: a tuple per video of tuples per frame, and a dict of per-frame object tuples."""
     store, doc = Store(root), json.loads(Path(root, "doc.json").read_text())
-    entry = split_entry(doc, "train", store.url)
+    entry = split_entry(store, doc, "train")
     videos = []
-    for part in (t.to_pydict() for t in read_arrow(store, entry["tables"]["frames"], COLUMNS)):
+    for part in (t.to_pydict() for t in read_parts(store, entry["tables"]["frames"], COLUMNS)):
         by_video: dict[str, list[tuple[Any, ...]]] = {}
         for row in sorted(zip(*(part[c] for c in COLUMNS), strict=True), key=lambda r: r[6]):
             by_video.setdefault(row[0], []).append(row)
@@ -137,7 +139,7 @@ def tuples(root: str) -> Any:
     found: dict[str, dict[int, list[int]]] = {}
     for part in (
         t.to_pydict()
-        for t in read_arrow(store, entry["tables"]["masks"], ("video_id", "frame_index", "object_id"))
+        for t in read_parts(store, entry["tables"]["masks"], ("video_id", "frame_index", "object_id"))
     ):
         for video_id, frame, obj in zip(
             part["video_id"], part["frame_index"], part["object_id"], strict=True

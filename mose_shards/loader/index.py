@@ -8,7 +8,7 @@ split (470k frames) costs tens of MB per DataLoader worker and pickles as a few 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,13 +147,6 @@ class VideoList(Sequence[IndexedVideo]):
 
 def _round_up(n: np.ndarray) -> np.ndarray:
     return -(-n // TAR_BLOCK) * TAR_BLOCK
-
-
-def read_tables(
-    store: Store, paths: Iterable[str], columns: Iterable[str] = COLUMNS
-) -> list[dict[str, list[Any]]]:
-    """Columns of several Parquet parts as Python lists, in the order given."""
-    return [table.to_pydict() for table in read_parts(store, paths, list(columns))]
 
 
 def build_index(tables: list[pa.Table], shards: list[Shard], verify: bool = False) -> SplitIndex:
