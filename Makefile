@@ -45,6 +45,7 @@ bench: install-test
 	$(BIN)/python benchmarks/index.py
 	$(BIN)/python benchmarks/sam2.py
 	$(BIN)/python benchmarks/mixture.py
+	$(BIN)/python benchmarks/archives.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

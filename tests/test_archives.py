@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import shutil
+import struct
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -467,3 +468,99 @@ def test_kill_9_mid_run_then_rerun_is_identical(tmp_path: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stderr.count("listing reused") == 2  # neither archive is read again to plan
     assert _without_source(tree_bytes(out)) == _without_source(tree_bytes(clean))
+
+
+def _ship_as(raw: Path, names: list[str], dest: Path) -> None:
+    """Lay out `raw` (split folders) under the file names a pipeline says its dataset ships with."""
+    dest.mkdir(parents=True)
+    if any(n.startswith("meta_") for n in names):  # categories beside the archives, not inside them
+        stripped = dest.parent / f"{dest.name}-tree"
+        shutil.copytree(raw, stripped)
+        for name in names:
+            if name.startswith("meta_"):
+                split = name.removeprefix("meta_").removesuffix(".json")
+                shutil.move(stripped / split / "meta.json", dest / name)
+        raw = stripped
+    parted: dict[str, int] = {}
+    for name in names:
+        stem, _, suffix = name.rpartition(".")
+        if suffix in ("aa", "ab", "ac", "ad"):
+            parted[stem] = parted.get(stem, 0) + 1
+    for name in names:
+        split = name.split(".")[0]
+        if name.startswith("meta_"):
+            continue
+        if name.endswith(".zip"):
+            _zip(raw / split, dest / name, prefix=f"{split}/")
+        elif name.endswith((".tar", ".tar.gz")) or name.rpartition(".")[0] in parted:
+            data = make_tar(raw, [split], dest / "x.tar").read_bytes()
+            (dest / "x.tar").unlink()
+            archive = name if name.endswith((".tar", ".tar.gz")) else name.rpartition(".")[0]
+            data = gzip.compress(data) if archive.endswith(".gz") else data
+            if archive in parted:
+                if not (dest / f"{archive}.aa").exists():
+                    cut(data, dest, archive, parted[archive])
+            else:
+                (dest / name).write_bytes(data)
+    if "SHA256SUMS" in names:
+        write_sums(dest)
+
+
+@pytest.mark.parametrize("pipeline", ["mose-v1", "mose-v2", "youtube-vos"])
+def test_pipelines_read_their_shipped_forms(pipeline: str, tmp_path: Path) -> None:
+    """Each dataset pipeline names the files its dataset ships as; that folder, as is, converts like
+    the extracted tree (categories from meta_<split>.json included)."""
+    from mose_shards.conversion.config import from_pipeline, load_pipeline
+
+    source = load_pipeline(pipeline)["source"]
+    forms = [source["shipped"], *([source["also"]] if "also" in source else [])]
+    splits = sorted({n.split(".")[0] for n in source["shipped"] if not n.startswith(("meta_", "SHA"))})
+    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=2, frames=3, size=(64, 48), splits=tuple(splits),
+                                                    categories=True))  # fmt: skip
+    folder_out = tmp_path / "folder-out"
+    convert(from_pipeline(pipeline, str(raw), str(folder_out)))
+    want = _without_source(tree_bytes(folder_out))
+    for number, names in enumerate(forms):
+        shipped = tmp_path / f"shipped-{number}"
+        _ship_as(raw, names, shipped)
+        out = tmp_path / f"out-{number}"
+        convert(from_pipeline(pipeline, str(shipped), str(out)))
+        assert _without_source(tree_bytes(out)) == want, names
+
+
+def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .tar.gz in three parts spanning many seek points, listed by two decoder threads while its
+    parts are hashed: every member read back through the saved index, in reverse order and in
+    another process's view (index loaded from OUT), is the tar's bytes."""
+    import random
+
+    from mose_shards.conversion.parts import find_sums
+    from mose_shards.conversion.sources import Blob, SourceReader
+    from mose_shards.core.storage import Store
+
+    rng = random.Random(0)
+    files = {f"v/{i:05d}.jpg": rng.randbytes(rng.randrange(50_000, 600_000)) for i in range(30)}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    src = tmp_path / "src"
+    src.mkdir()
+    cut(gzip.compress(buffer.getvalue(), compresslevel=1), src, "x.tar.gz", 3)
+    write_sums(src)
+    monkeypatch.setattr(archives, "_MIN_CHUNK", 1 << 20)  # ~9 MB compressed: ~9 seek points
+    store = Store(str(tmp_path / "out"))
+    local = Store(str(src))
+    found = archives.group_parts({p.name: local.fs.info(str(p)) for p in src.iterdir()}, str(src), str(src))
+    sums = find_sums(local.fs, str(src), str(src), found[0].names)
+    listing = archives.load_or_scan(local.fs, found[0], store, sums, workers=2)
+    assert listing.verified and len(listing.members) == len(files)
+    assert listing.index is not None and listing.index[:5] == b"GZIDX"  # indexed_gzip's format
+    assert struct.unpack_from("<I", listing.index, 31)[0] >= 6  # seek points (header: 7+8+8+4+4 bytes)
+    archives._INDEXES.clear()
+    blobs = [Blob(str(src), m.size, m.offset, m.name, archive=found[0]) for m in listing.members]
+    with SourceReader(str(src), cache=store) as reader:
+        got = reader.read_many(blobs[::-1])
+    assert got == [files[m.name] for m in listing.members][::-1]

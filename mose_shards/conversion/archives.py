@@ -12,6 +12,7 @@ archive again, and a changed archive is never taken for the old one.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import io
 import json
@@ -310,6 +311,36 @@ def _remember(key: str, index: bytes) -> None:
     while len(_INDEXES) >= 2:  # a worker reads one or two archives at a time; keep memory bounded
         _INDEXES.pop(next(iter(_INDEXES)))
     _INDEXES[key] = index
+
+
+_OPEN: dict[str, Any] = {}  # decompressed streams kept open between the tasks a process runs
+
+
+def shared_members(fs: Any, archive: Archive, cache: Any | None) -> Any:
+    """`open_members`, kept open for the next task of this process: shard k+1 starts where shard k
+    ended, in chunks the stream has just decompressed (a new stream would decompress them again)."""
+    stream = _OPEN.get(archive.key)
+    if stream is None:
+        while _OPEN:  # one archive at a time per process: memory stays one decoder's cache
+            _OPEN.pop(next(iter(_OPEN))).close()
+        if not _OPEN and not _close_at_exit:
+            atexit.register(close_shared)
+            _close_at_exit.append(True)
+        stream = _OPEN[archive.key] = open_members(fs, archive, cache)
+    return stream
+
+
+_close_at_exit: list[bool] = []
+
+
+def is_shared(stream: Any) -> bool:
+    return any(stream is kept for kept in _OPEN.values())
+
+
+def close_shared() -> None:
+    """Close the kept streams (rapidgzip aborts an interpreter that exits with its threads running)."""
+    while _OPEN:
+        _OPEN.pop(next(iter(_OPEN))).close()
 
 
 def open_members(fs: Any, archive: Archive, cache: Any | None) -> Any:

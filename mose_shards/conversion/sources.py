@@ -23,7 +23,17 @@ from ..core import tarscan
 from ..core.errors import DataError, LayoutError
 from ..core.storage import StorageOptions, is_local, url_to_fs, version_of
 from . import zipsource
-from .archives import Archive, Listing, archive_at, group_parts, load_or_scan, missing_listed, open_members
+from .archives import (
+    Archive,
+    Listing,
+    archive_at,
+    group_parts,
+    is_shared,
+    load_or_scan,
+    missing_listed,
+    open_members,
+    shared_members,
+)  # fmt: skip
 from .parts import find_sums
 
 log = logging.getLogger(__name__)
@@ -431,8 +441,9 @@ class SourceReader:
         for i, data in zip(direct, self._read_ranges([blobs[i] for i in direct]), strict=True):
             out[i] = data
         streamed = sorted((i for i in range(len(blobs)) if out[i] is None), key=lambda i: _position(blobs[i]))
-        for i in streamed:
-            out[i] = self._read_streamed(blobs[i])
+        for run in _runs(streamed, blobs):
+            for i, data in zip(run, self._read_run([blobs[i] for i in run]), strict=True):
+                out[i] = data
         return [_checked(blob, data) for blob, data in zip(blobs, out, strict=True)]  # type: ignore[arg-type]
 
     def _read_ranges(self, blobs: list[Blob]) -> list[bytes]:
@@ -472,34 +483,39 @@ class SourceReader:
         except OSError as exc:
             raise _unreadable(blob, exc) from None
 
-    def _read_streamed(self, blob: Blob) -> bytes:
-        archive = blob.archive
-        assert archive is not None and blob.offset is not None
-        stream = self._streams.get(archive.key)
+    def _read_run(self, run: list[Blob]) -> list[bytes]:
+        """Blobs of one archive stream, close together and in order: one seek and one read for all
+        (a zip member alone, then inflated)."""
+        first, last = run[0], run[-1]
+        archive = first.archive
+        assert archive is not None and first.offset is not None and last.offset is not None
         try:
+            stream = self._streams.get(archive.key)
             if stream is None:
-                stream = self._streams[archive.key] = open_members(self.fs, archive, self._cache)
-            start, end = _span(blob)
+                opener = shared_members if archive.kind == "tar.gz" else open_members  # keep the decoder
+                stream = self._streams[archive.key] = opener(self.fs, archive, self._cache)
+            start, end = _span(first)[0], _span(last)[1]
             assert start is not None and end is not None
             stream.seek(start)
             data: bytes = stream.read(end - start)
         except (OSError, RuntimeError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
-            raise _unreadable(blob, exc) from None
-        if blob.codec is None:
-            return data
+            raise _unreadable(first, exc) from None
+        if first.codec is None:
+            return [data[b.offset - start : b.offset - start + b.size] for b in run]  # type: ignore[operator]
 
-        def read_at(start: int, size: int) -> bytes:
-            stream.seek(start)
+        def read_at(offset: int, size: int) -> bytes:
+            stream.seek(offset)
             more: bytes = stream.read(size)
             return more
 
-        return zipsource.decode(data, blob.offset, blob.size, blob.codec, str(blob), read_at)
+        return [zipsource.decode(data, first.offset, first.size, first.codec, str(first), read_at)]
 
     def close(self) -> None:
         for handle in [*self._handles.values(), *self._streams.values()]:
-            handle.close()
+            if not is_shared(handle):
+                handle.close()
         self._handles.clear()
         self._streams.clear()
 
@@ -521,3 +537,28 @@ def _span(blob: Blob) -> tuple[int | None, int | None]:
 
 def _position(blob: Blob) -> tuple[str, int]:
     return (blob.archive.key if blob.archive else "", blob.offset or 0)
+
+
+_GAP = 256 << 10  # read through gaps up to this size rather than seek (a video's frames are close)
+_RUN = 64 << 20
+
+
+def _runs(order: list[int], blobs: list[Blob]) -> Iterator[list[int]]:
+    """Indices of blobs (sorted by position) grouped into runs read in one go: same archive, tar
+    members (not zip: each is inflated alone), gaps under _GAP, at most _RUN bytes."""
+    run: list[int] = []
+    for i in order:
+        blob = blobs[i]
+        if run:
+            head, tail = blobs[run[0]], blobs[run[-1]]
+            joins = (
+                blob.codec is None and tail.codec is None and blob.archive == head.archive
+                and 0 <= (blob.offset or 0) - ((tail.offset or 0) + tail.size) <= _GAP
+                and (blob.offset or 0) + blob.size - (head.offset or 0) <= _RUN
+            )  # fmt: skip
+            if not joins:
+                yield run
+                run = []
+        run.append(i)
+    if run:
+        yield run
