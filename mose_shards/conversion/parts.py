@@ -232,4 +232,4 @@ def check_sums(urls: list[str], names: list[str], digests: list[str], sums: dict
     for url, name, digest in zip(urls, names, digests, strict=True):
         expected = sums.get(name)
         if expected is not None and expected != digest:
-            raise LayoutError(f"{url}: sha256 mismatch ({digest[:12]}…, SHA256SUMS says {expected[:12]}…)")
+            raise LayoutError(f"{url}: sha256 mismatch ({digest[:12]}…, the checksums say {expected[:12]}…)")
