@@ -31,7 +31,8 @@ from pathlib import Path
 
 from scale import run  # benchmarks/scale.py: one real `convert` in a subprocess, wall and peak RSS
 
-from mose_shards.conversion import archives, tarscan
+from mose_shards.conversion import archives
+from mose_shards.core import tarscan
 from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate, parse_size
 
