@@ -68,6 +68,8 @@ def launch(world: int, workers: int, url: str, tmp: Path, phase: str) -> list[di
     """Start `world` rank processes and wait for them, failing (and killing them) after TIMEOUT."""
     import torch.multiprocessing as mp
 
+    # fork: spawn and forkserver import torch afresh in every rank, which takes 10-30 s per run on a
+    # loaded 2-core machine; forked ranks start at once (nothing in this process has touched gloo).
     context = mp.start_processes(_rank_main, args=(world, workers, url, str(tmp), phase), nprocs=world,
                                  join=False, start_method="fork")  # fmt: skip
     deadline = time.monotonic() + TIMEOUT
