@@ -594,3 +594,25 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
     with SourceReader(str(src), cache=store) as reader:
         got = reader.read_many(blobs[::-1])
     assert got == [files[m.name] for m in listing.members][::-1]
+
+
+def test_davis_zip_as_shipped(tmp_path: Path) -> None:
+    """DAVIS ships as one zip holding DAVIS/JPEGImages/480p/... and DAVIS/ImageSets/2017/*.txt: read
+    in place with --pipeline davis-2017, it converts like the unzipped folder."""
+    from mose_shards.conversion.config import from_pipeline
+
+    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=3, frames=3, size=(64, 48), splits=("train",)))
+    davis = tmp_path / "DAVIS"
+    for sub in ("JPEGImages", "Annotations"):
+        shutil.copytree(raw / "train" / sub, davis / sub / "480p")
+    videos = sorted(p.name for p in (davis / "JPEGImages" / "480p").iterdir())
+    (davis / "ImageSets" / "2017").mkdir(parents=True)
+    (davis / "ImageSets" / "2017" / "train.txt").write_text("\n".join(videos[:2]) + "\n")
+    (davis / "ImageSets" / "2017" / "val.txt").write_text(videos[2] + "\n")
+    folder_out = tmp_path / "folder-out"
+    convert(from_pipeline("davis-2017", str(davis), str(folder_out)))
+    shipped = _zip(davis, tmp_path / "dl" / "DAVIS-2017-trainval-480p.zip", prefix="DAVIS/")
+    out = tmp_path / "out"
+    convert(from_pipeline("davis-2017", str(shipped), str(out)))
+    assert _without_source(tree_bytes(out)) == _without_source(tree_bytes(folder_out))
+    assert sorted(json.loads((out / "manifest.json").read_text())["splits"]) == ["train", "val"]

@@ -185,19 +185,21 @@ class _Archives:
                 path = posixpath.join(folder, name)
                 url = f"{folder_url}/{name}" if folder_url else name
                 outside[split] = (Blob(path, int(self.fs.size(path)), None, url), (sums or {}).get(name))
-            entries = _archive_entries(archive, listing)
-            found += _group(self.fs, entries, self.layout, archive.split, archive.url, outside)
+            entries = list(_archive_entries(archive, listing))
+            grouped = _group(self.fs, entries, self.layout, archive.split, archive.url, outside)
+            found += (
+                _split_by_lists(self.fs, entries, grouped, self.layout)
+                if self.layout.split_lists
+                else grouped
+            )
         return _merge(found)
 
 
 def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: Layout) -> list[Split]:
-    """Re-split one folder's videos by list files (DAVIS: ImageSets/2017/train.txt, val.txt)."""
+    """Re-split one folder's videos by list files (DAVIS: ImageSets/2017/train.txt, val.txt), found
+    at the top of the source or under one folder (DAVIS-2017-trainval-480p.zip holds DAVIS/...)."""
     folder = f"{layout.split_lists}/"
-    lists = {
-        posixpath.splitext(e.rel[len(folder) :])[0]: e.blob
-        for e in entries
-        if e.blob and e.rel.startswith(folder) and e.rel.endswith(".txt") and "/" not in e.rel[len(folder) :]
-    }
+    lists = {name: e.blob for e in entries if e.blob and (name := _list_name(e.rel, folder))}
     if not lists:
         raise LayoutError(f"no {folder}<split>.txt list files in the source (the pipeline expects them)")
     videos = {v.video_id: v for split in found for v in split.videos}
@@ -206,7 +208,9 @@ def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: 
     metas = [b for split in found for b in split.small_files]
     for name, blob in sorted(lists.items()):
         split = Split(name, small_files=[blob, *metas])
-        for video_id in dict.fromkeys(fs.cat_file(blob.path).decode().split()):
+        with SourceReader("", None, fs=fs) as reader:  # a plain file or an archive member
+            listed = reader.read_many([blob])[0].decode()
+        for video_id in dict.fromkeys(listed.split()):
             if video_id in videos:
                 split.videos.append(replace(videos[video_id], split=name))
             elif video_id in problems:
@@ -216,6 +220,14 @@ def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: 
         split.videos.sort(key=lambda v: v.video_id)
         out.append(split)
     return out
+
+
+def _list_name(rel: str, folder: str) -> str | None:
+    """'val' for ImageSets/2017/val.txt or DAVIS/ImageSets/2017/val.txt (one folder above at most)."""
+    prefix, found, name = rel.partition(folder)
+    if not found or "/" in name or not name.endswith(".txt") or prefix.count("/") > 1:
+        return None
+    return name[: -len(".txt")] if prefix in ("", f"{prefix.split('/')[0]}/") else None
 
 
 def _dir_entries(fs: Any, root: str, url: str) -> Iterator[_Entry]:
