@@ -39,13 +39,17 @@ def _torch_base() -> type:
     return IterableDataset
 
 
-def _worker() -> tuple[int, int]:
-    """(worker id, number of workers) inside a DataLoader worker, else (0, 1)."""
+def _worker_info() -> Any:
     try:
         from torch.utils.data import get_worker_info
     except ImportError:
-        return 0, 1
-    info = get_worker_info()
+        return None
+    return get_worker_info()
+
+
+def _worker() -> tuple[int, int]:
+    """(worker id, number of workers) inside a DataLoader worker, else (0, 1)."""
+    info = _worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
@@ -213,7 +217,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         positions = schedule.positions(self.rank, self.batch_size, worker, num_workers)[skip:]
         index, padding = schedule.resolve(positions)
         self._pass_start, self._yielded = start, skip
-        return self._run(epoch, items.take(index), padding, main=num_workers == 1)
+        return self._run(epoch, items.take(index), padding, main=_worker_info() is None)
 
     def _run(self, epoch: int, items: Items, padding: np.ndarray, main: bool) -> Iterator[dict[str, Any]]:
         for item in self._generate(epoch, items, padding):
