@@ -84,7 +84,9 @@ def make_plan(out: Path, clip_length: int, seed: int) -> dict[str, Any]:
     for entry in ds.videos:
         rng = item_rng(seed, 0, entry.video_id, 0)
         positions, _ = sample_positions(entry.num_objects, ds.options, rng)
-        keep = choose_objects(list(ds.objects[entry.video_id][positions[0]]), ds.options.max_objects, rng)
+        objects = entry.objects
+        assert objects is not None
+        keep = choose_objects(list(objects[positions[0]]), ds.options.max_objects, rng)
         videos.append({"video_id": entry.video_id, "positions": positions, "keep": keep})
     return {"videos": videos, "void_label": ds.void_label}
 

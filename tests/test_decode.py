@@ -167,3 +167,36 @@ def test_keep_objects_skips_only_when_nothing_is_dropped() -> None:
     assert keep_objects(mask, [1, 2, 3], 255, present=[1, 2, 3]) is mask
     assert np.array_equal(keep_objects(mask, [1, 3], 255, present=[1, 2, 3]), [[0, 1, 0], [3, 255, 1]])
     assert np.array_equal(keep_objects(mask, [2], None), [[0, 0, 2], [0, 0, 0]])
+
+
+def test_sam2_adapter_at_training_size(converted: Path) -> None:
+    """ShardRawDataset(short_side=...): SAM 2 opens frames at that size and gets masks resized alike."""
+    pytest.importorskip("torch")
+    iopath = pytest.importorskip("iopath.common.file_io")
+    from mose_shards.sam2 import ShardRawDataset
+
+    full, small = ShardRawDataset(str(converted)), ShardRawDataset(str(converted), short_side=60)
+    video, loader = small.get_video(0)
+    ref_video, ref_loader = full.get_video(0)
+    for frame, ref in zip(video.frames[:3], ref_video.frames[:3], strict=True):
+        with iopath.g_pathmgr.open(frame.image_path, "rb") as fh:
+            image = np.asarray(Image.open(fh).convert("RGB"))
+        with iopath.g_pathmgr.open(ref.image_path, "rb") as fh:
+            reference = Image.open(fh).convert("RGB")
+        assert image.shape == (60, 80, 3)
+        assert psnr(image, np.asarray(reference.resize((80, 60), Image.Resampling.BILINEAR))) >= 30.0
+        got, want = loader.load(frame.frame_idx), ref_loader.load(ref.frame_idx)
+        for object_id, mask in got.items():
+            nearest = Image.fromarray(want[object_id].numpy()).resize((80, 60), Image.Resampling.NEAREST)
+            assert mask.shape == (60, 80) and np.mean(mask.numpy() == np.asarray(nearest)) >= 0.99
+    with pytest.raises(ConfigError):
+        ShardRawDataset(str(converted), short_side=-1)
+
+
+def test_decoded_masks_are_writable(wide: tuple[Path, Path]) -> None:
+    """Masks handed out can be changed in place (filtered or not), as Pillow-era masks could."""
+    _, out = wide
+    item = next(iter(ClipDataset(str(out), clip_length=4, max_objects=1, shuffle=False)))
+    for mask in item["masks"]:
+        mask[0, 0] = 9
+        assert mask[0, 0] == 9

@@ -21,6 +21,7 @@ from ..core.storage import StorageOptions, Store
 from .cache import DEFAULT_LIMIT, ShardCache
 from .decode import check_short_side, decode_frame_mask, decode_image, keep_objects
 from .distribution import EpochSchedule, Items, epoch_items
+from .framefetch import stream_frames
 from .index import IndexedVideo, VideoList
 from .mixture import MaxSkip, MixedReader, Source, as_sources, max_skip_at, mixture_items, open_sources
 from .progress import SharedPosition, check_state
@@ -241,7 +242,15 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         new_video[1:] = (videos[1:] != videos[:-1]) | (items.source[1:] != items.source[:-1])
         firsts = zip(items.source[new_video].tolist(), videos[new_video].tolist(), strict=True)
         order = [self.opened[s].index.video(v) for s, v in firsts]
-        fetched = stream_videos(self.reader(), order, self.prefetch, self.verify)
+        if self.options.clip_length is None:
+            fetched = stream_videos(self.reader(), order, self.prefetch, self.verify)
+        else:  # only the frames the clips use (framefetch.py)
+            starts = np.flatnonzero(new_video)
+            groups = zip(np.split(items.clip, starts[1:]), items.source[starts].tolist(), strict=True)
+            wanted = [
+                self.frames_of(e, epoch, c.tolist(), s) for e, (c, s) in zip(order, groups, strict=True)
+            ]
+            fetched = stream_frames(self.reader(), order, wanted, self.prefetch, self.verify)
         current: FetchedVideo | None = None
         for i in range(len(videos)):
             if current is None or new_video[i]:
@@ -254,17 +263,27 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         skip = max_skip_at(self.max_skip, epoch, self.sources[source].frame_interval)
         return self.options if skip == self.options.max_skip else replace(self.options, max_skip=skip)
 
-    def make_item(
-        self, entry: IndexedVideo, samples: Sequence[dict[str, bytes]], epoch: int, clip: int,
-        padding: bool = False, source: int = 0,
-    ) -> dict[str, Any]:  # fmt: skip
-        """Decode one clip (or the whole video) from the samples of its video."""
-        options, void = self.clip_options(epoch, source), self.opened[source].void_label
+    def _draw(self, entry: IndexedVideo, epoch: int, clip: int, source: int) -> tuple[Any, ...]:
+        """(options, generator, positions, reversed) of one item: the same whoever draws it."""
+        options = self.clip_options(epoch, source)
         # A video listed by two sources (one output, two subsets) gets other clips in each.
         rng = item_rng(
             self.seed, epoch, entry.video_id if source == 0 else f"{entry.video_id}\0{source}", clip
         )
         positions, reversed_ = sample_positions(entry.num_objects, options, rng)
+        return options, rng, positions, reversed_
+
+    def frames_of(self, entry: IndexedVideo, epoch: int, clips: Sequence[int], source: int = 0) -> list[int]:
+        """The frame positions the given clips of a video use, as make_item will draw them."""
+        return sorted({p for clip in clips for p in self._draw(entry, epoch, int(clip), source)[2]})
+
+    def make_item(
+        self, entry: IndexedVideo, samples: Sequence[dict[str, bytes]], epoch: int, clip: int,
+        padding: bool = False, source: int = 0,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Decode one clip (or the whole video) from the samples of its video."""
+        void = self.opened[source].void_label
+        options, rng, positions, reversed_ = self._draw(entry, epoch, clip, source)
         objects = entry.objects  # per frame, from the masks table
         assert objects is not None
         masks = [

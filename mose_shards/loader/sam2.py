@@ -31,7 +31,7 @@ import numpy as np
 from ..core.errors import ConfigError, MissingDependencyError, MissingMaskError, OutputError
 from ..core.maskpng import object_ids
 from ..core.storage import StorageOptions, url_to_fs
-from .decode import decode_frame_mask
+from .decode import check_short_side, decode_frame_mask, decode_image
 from .random_access import FrameReader, SplitFrames, reader_key, registered_reader, shared_reader
 
 try:
@@ -54,18 +54,25 @@ def _torch() -> Any:
 # --- decoding: every pixel this adapter hands out goes through these two functions -------------
 
 
-def image_file(jpg: bytes) -> io.BytesIO:
-    """What `g_pathmgr.open(frame.image_path, "rb")` returns: the frame's JPEG, as stored."""
-    return io.BytesIO(jpg)
+def image_file(jpg: bytes, short_side: int | None = None) -> io.BytesIO:
+    """What `g_pathmgr.open(frame.image_path, "rb")` returns: the frame's JPEG, as stored; with
+    `short_side`, the frame decoded at that size (decode.py) as a binary PPM, which Pillow opens
+    without decoding anything."""
+    if short_side is None:
+        return io.BytesIO(jpg)
+    rgb = decode_image(jpg, short_side)
+    header = f"P6\n{rgb.shape[1]} {rgb.shape[0]}\n255\n".encode()
+    return io.BytesIO(header + rgb.tobytes())
 
 
-def segments(png: bytes, void_label: int | None) -> dict[int, Any]:
-    """A mask PNG -> {object id: torch.BoolTensor[H, W]}, without background 0 and the void label.
+def segments(png: bytes, void_label: int | None, short_side: int | None = None) -> dict[int, Any]:
+    """A mask PNG -> {object id: torch.BoolTensor[H, W]}, without background 0 and the void label;
+    with `short_side`, the mask resized nearest-neighbour to the frames' training size.
 
     Ids come in the order of their first pixel (row-major), as PalettisedPNGSegmentLoader's
     `pd.unique` gives them, so SAM 2's sampler picks the same objects for the same random seed."""
     torch = _torch()
-    ids = decode_frame_mask(png, True)
+    ids = decode_frame_mask(png, True, short_side)
     assert ids is not None
     binary = {oid: ids == oid for oid in object_ids(ids, void_label)}
     first = {oid: int(np.argmax(b)) for oid, b in binary.items()}
@@ -122,13 +129,17 @@ def _frame_bytes(key: str, reader: FrameReader, frames: SplitFrames, row: int) -
 # --- image paths: mose-shards://<reader key>/<split>/<video id>/<frame name>.jpg -------------------
 
 
-def frame_path(key: str, split: str, video_id: str, frame_name: str) -> str:
-    return f"{SCHEME}{key}/{split}/{video_id}/{frame_name}.jpg"
+SIZE_MARK = "?short_side="  # a frame path's suffix asking for the training-size frame
+
+
+def frame_path(key: str, split: str, video_id: str, frame_name: str, short_side: int | None = None) -> str:
+    size = "" if short_side is None else f"{SIZE_MARK}{short_side}"
+    return f"{SCHEME}{key}/{split}/{video_id}/{frame_name}.jpg{size}"
 
 
 def _locate(path: str) -> tuple[str, FrameReader, SplitFrames, int]:
     """(reader key, shared reader, split frames, row) of a frame path; nothing is fetched."""
-    key, split, video_id, frame_name = _parse(path)
+    key, split, video_id, frame_name = _parse(_size_of(path)[0])
     reader = registered_reader(key)
     if reader is None:
         raise OutputError(f"{path}: no ShardRawDataset of this output was made in this process")
@@ -142,10 +153,21 @@ def _locate(path: str) -> tuple[str, FrameReader, SplitFrames, int]:
 
 
 def open_frame_path(path: str) -> io.BytesIO:
-    """The JPEG behind a frame path, read through this process's shared reader of its output."""
+    """The JPEG behind a frame path, read through this process's shared reader of its output (the
+    decoded frame at training size for a path ending in `?short_side=N`)."""
     key, reader, frames, row = _locate(path)
     jpg, _ = _frame_bytes(key, reader, frames, row)
-    return image_file(jpg)
+    return image_file(jpg, _size_of(path)[1])
+
+
+def _size_of(path: str) -> tuple[str, int | None]:
+    """(the path without its size suffix, the short side it asks for or None)."""
+    base, mark, size = path.rpartition(SIZE_MARK)
+    if not mark:
+        return path, None
+    if not size.isdigit() or int(size) < 1:
+        raise FileNotFoundError(f"{path}: {SIZE_MARK}{size} is not a positive number of pixels")
+    return base, int(size)
 
 
 def _parse(path: str) -> tuple[str, str, str, str]:
@@ -221,9 +243,10 @@ class ShardSegmentLoader:
     """`load(frame_idx)` -> {object id: BoolTensor[H, W]} for one video, like SAM 2's segment loaders."""
 
     def __init__(self, key: str, reader: FrameReader, frames: SplitFrames, video_id: str,
-                 void_label: int | None) -> None:  # fmt: skip
+                 void_label: int | None, short_side: int | None = None) -> None:  # fmt: skip
         self.video_id = video_id
         self._key, self._reader, self._frames, self._void = key, reader, frames, void_label
+        self._short_side = short_side
         rows = frames.videos[video_id]
         self._rows = {int(frames.frame_names[r]): r for r in rows}
 
@@ -239,7 +262,7 @@ class ShardSegmentLoader:
         if frames.num_objects[row] == 0:
             return {}  # known from the index: nothing to fetch
         _, png = _frame_bytes(self._key, self._reader, frames, row)
-        return segments(png, self._void)
+        return segments(png, self._void, self._short_side)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -261,6 +284,8 @@ class ShardRawDataset:
     The arguments mean what they mean for PNGRawDataset: `file_list_txt` names the videos to use (one
     per line, an extension is dropped; local path or URL), `excluded_videos_list_txt` the ones to
     leave out, `truncate_video` keeps a video's first N frames, `sample_rate` every k-th of those.
+    With `short_side`, frames and masks come at that shorter side (DCT-scaled decode + bilinear
+    resize, nearest-resized masks), as `ClipDataset(short_side=...)` gives them.
     """
 
     def __init__(
@@ -272,7 +297,9 @@ class ShardRawDataset:
         sample_rate: int = 1,
         truncate_video: int = -1,
         storage_options: StorageOptions | None = None,
+        short_side: int | None = None,
     ) -> None:
+        self.short_side = check_short_side(short_side)
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
             raise ConfigError(f"sample_rate must be an integer >= 1, got {sample_rate!r}")
         if isinstance(truncate_video, bool) or not isinstance(truncate_video, int):
@@ -337,10 +364,10 @@ class ShardRawDataset:
             names = names[: self.truncate_video]
         key = self._key
         chosen = [
-            ShardFrame(int(n), frame_path(key, self.split, video_id, str(n)))
+            ShardFrame(int(n), frame_path(key, self.split, video_id, str(n), self.short_side))
             for n in names[:: self.sample_rate]
         ]
-        loader = ShardSegmentLoader(key, self._reader, frames, video_id, self.void_label)
+        loader = ShardSegmentLoader(key, self._reader, frames, video_id, self.void_label, self.short_side)
         return ShardVideo(video_id, idx, chosen), loader
 
     def __setstate__(self, state: dict[str, Any]) -> None:
