@@ -246,7 +246,8 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             fetched = stream_videos(self.reader(), order, self.prefetch, self.verify)
         else:  # only the frames the clips use (framefetch.py)
             starts = np.flatnonzero(new_video)
-            groups = zip(np.split(items.clip, starts[1:]), items.source[starts].tolist(), strict=True)
+            clips = np.split(items.clip, starts[1:]) if len(starts) else []
+            groups = zip(clips, items.source[starts].tolist(), strict=True)
             wanted = [
                 self.frames_of(e, epoch, c.tolist(), s) for e, (c, s) in zip(order, groups, strict=True)
             ]
