@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..core.errors import ConfigError
 from .common import EXIT_ERROR, EXIT_OK, ProgressBar, add_end_option, output_command, storage_options
 
 
@@ -36,15 +37,26 @@ def register_verify(sub: Any) -> None:
         "that the Parquet tables point at the shards' members. Prints one line per damaged, truncated or "
         "missing file; exits 1 when anything is wrong.",
     )
+    p.add_argument(
+        "--workers", type=int, default=1, help="shards checked at a time, in processes (default 1)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_verify)
+
+
+def _workers(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    return int(args.workers)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..tools.verify import verify
 
     with ProgressBar(disabled=args.quiet, desc="verify", unit="shard") as bar:
-        report = verify(args.output, storage_options(args.storage_option), progress=bar.step)
+        report = verify(
+            args.output, storage_options(args.storage_option), workers=_workers(args), progress=bar.step
+        )
     for line in report.problems:
         print(f"mose-shards: error: {line}", file=sys.stderr)
     if not report.ok:
@@ -65,6 +77,9 @@ def register_export(sub: Any) -> None:
     )
     p.add_argument("dest", metavar="DEST", help="folder to write the raw tree into")
     add_end_option(p, "--dest-option", "writing DEST")
+    p.add_argument(
+        "--workers", type=int, default=1, help="shards exported at a time, in processes (default 1)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)
 
@@ -76,7 +91,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     dest_options = {**options, **storage_options(args.dest_option, "--dest-option")}
     with ProgressBar(disabled=args.quiet, desc="export") as bar:
         result = export(
-            args.output, args.dest, storage_options=options, dest_options=dest_options, progress=bar.step
+            args.output,
+            args.dest,
+            storage_options=options,
+            dest_options=dest_options,
+            workers=_workers(args),
+            progress=bar.step,
         )
     print(f"exported {result.videos} videos, {result.frames} frames, {result.masks} masks into {args.dest}")
     return EXIT_OK

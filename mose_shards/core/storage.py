@@ -144,6 +144,28 @@ class Store:
             self.fs.pipe_file(target, data)
 
     @_denied_as_output_error
+    def write_many(self, files: Mapping[str, bytes]) -> None:
+        """Write many small whole files: on object stores one batch of concurrent PUTs (fsspec's
+        `pipe`), locally each atomically renamed into place but not fsynced one by one (for bulk
+        copies such as export, where a rerun starts again, not for commit markers)."""
+        if not files:
+            return
+        if not self.local:
+            self.fs.pipe({self.path(rel): data for rel, data in files.items()})
+            return
+        made: set[str] = set()
+        for rel, data in files.items():
+            target = self.path(rel)
+            folder = os.path.dirname(target)
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
+            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+
+    @_denied_as_output_error
     def upload(self, local_file: str | os.PathLike[str], rel: str) -> None:
         """Move or copy a finished local file into place atomically; the local file is consumed.
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,34 +37,81 @@ class ExportResult:
     videos: int
 
 
+BATCH_BYTES = 8_000_000  # written as one batch of concurrent PUTs on object stores
+BATCH_FILES = 256
+
+
 def export(
     url: str,
     dest: str,
     *,
     storage_options: StorageOptions | None = None,
     dest_options: StorageOptions | None = None,
+    workers: int = 1,
     progress: Progress | None = None,
 ) -> ExportResult:
-    """Write the raw tree of the output at `url` into `dest` (local or URL), which must be empty."""
+    """Write the raw tree of the output at `url` into `dest` (local or URL), which must be empty;
+    `workers` shards at a time (spawned processes), small files written in batches."""
     store, doc = manifest_mod.read(url, storage_options)
     target = Store(dest, dest_options)
     if target.listdir(""):
         raise OutputError(f"{target.url}: not empty; export into an empty or new folder")
     total = sum(split["frames"] for split in doc["splits"].values())
-    frames = masks = 0
-    videos: set[tuple[str, str]] = set()
-    for split in doc["splits"].values():
-        for shard in split["shards"]:
-            for info, members in _samples(store, shard["path"]):
-                frames, masks = frames + 1, masks + _write_sample(target, info, members)
-                videos.add((info["split"], info["video_id"]))
-                if progress:
-                    progress(frames, total)
+    jobs = [
+        _Job(store.url, store.storage_options, target.url, target.storage_options, shard["path"])
+        for split in doc["splits"].values()
+        for shard in split["shards"]
+    ]
+    frames = masks = videos = 0
+    pool = None
+    if workers > 1 and len(jobs) > 1:
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
+    try:
+        for counts in pool.map(_export_shard, jobs) if pool else map(_export_shard, jobs):
+            frames, masks, videos = frames + counts[0], masks + counts[1], videos + counts[2]
+            if progress:
+                progress(frames, total)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
     for name, split in doc["splits"].items():
         meta = _meta(store, split["tables"])
         if meta is not None:
             target.write(f"{name}/meta.json", (json.dumps(meta, indent=1) + "\n").encode())
-    return ExportResult(frames=frames, masks=masks, videos=len(videos))
+    return ExportResult(frames=frames, masks=masks, videos=videos)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One shard to export, picklable for a worker process."""
+
+    url: str
+    options: dict[str, Any]
+    dest: str
+    dest_options: dict[str, Any]
+    shard: str
+
+
+def _export_shard(job: _Job) -> tuple[int, int, int]:
+    """(frames, masks, videos) written from one shard (a video never spans two shards)."""
+    store, target = Store(job.url, job.options), Store(job.dest, job.dest_options)
+    frames = masks = 0
+    videos: set[tuple[str, str]] = set()
+    batch: dict[str, bytes] = {}
+    size = 0
+    for info, members in _samples(store, job.shard):
+        for rel, data in _files(info, members):
+            batch[rel] = data
+            size += len(data)
+            masks += rel.endswith(".png")
+        frames += 1
+        videos.add((info["split"], info["video_id"]))
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            target.write_many(batch)
+            batch, size = {}, 0
+    target.write_many(batch)
+    return frames, masks, len(videos)
 
 
 def _meta(store: Store, tables: dict[str, list[str]]) -> dict[str, Any] | None:
@@ -117,11 +166,10 @@ def _safe_name(name: str, where: str) -> None:
         raise OutputError(f"{where}: {name!r} would escape the export folder")
 
 
-def _write_sample(target: Store, info: dict[str, Any], members: dict[str, bytes]) -> int:
-    """Write one frame (and its mask when it has one); returns the number of masks written."""
+def _files(info: dict[str, Any], members: dict[str, bytes]) -> list[tuple[str, bytes]]:
+    """The frame's file, and its mask's when it has one (the 1x1 placeholder is not a source file)."""
     split, video, frame = info["split"], info["video_id"], info["frame_name"]
-    target.write(f"{split}/{IMAGES_DIR}/{video}/{frame}.jpg", members["jpg"])
-    if not info.get("has_mask"):
-        return 0  # the .png member is the 1x1 placeholder, not part of the source
-    target.write(f"{split}/{MASKS_DIR}/{video}/{frame}.png", members["png"])
-    return 1
+    files = [(f"{split}/{IMAGES_DIR}/{video}/{frame}.jpg", members["jpg"])]
+    if info.get("has_mask"):
+        files.append((f"{split}/{MASKS_DIR}/{video}/{frame}.png", members["png"]))
+    return files
