@@ -41,7 +41,8 @@ POOL = 48  # distinct frames and masks; a frame picks one by its number
 QUERY = "SELECT split, video_id, object_id FROM objects WHERE reappears ORDER BY video_id, object_id LIMIT 20"
 INDEX = (
     "import sys; from mose_shards.core.manifest import read; "
-    "from mose_shards.loader.index import load_index; s, d = read(sys.argv[1]); print(len(load_index(s, d, 'train').videos))"
+    "from mose_shards.loader.index import load_index; s, d = read(sys.argv[1]); "
+    "print(len(load_index(s, d, 'train').videos))"
 )
 TARGETS = {"speedup": 1.8, "convert_rss_mb": 500, "verify_mb_s_per_core": 150, "stats_s": 5, "query_s": 1}
 
