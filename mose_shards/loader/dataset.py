@@ -126,7 +126,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.retry = RetryPolicy(read_attempts, read_timeout, read_backoff)
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
         # Each source's index and subset, resolved once here (a `where` runs now, never in workers).
-        self.opened = open_sources(self.sources, self.options, verify)
+        self.opened = open_sources(self.sources, self.options, verify, self.retry)
         self.index, self.counts = self.opened[0].index, self.opened[0].counts
         self.void_label = self.opened[0].void_label
         self._position = SharedPosition()

@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from ..core.views import connect_output, duckdb_module, first_line
 from .distribution import Items
 from .index import Shard, SplitIndex, load_index
 from .objects import add_frame_objects
+from .retry import RetryingStore, RetryPolicy, retried
 from .sampling import ClipOptions, clip_counts
 from .stream import Reader
 
@@ -233,12 +235,18 @@ class OpenedSource:
     void_label: int | None
 
 
-def open_sources(sources: Sequence[Source], options: ClipOptions, verify: bool = False) -> list[OpenedSource]:
-    """Read each source's manifest and frames table, and resolve its subset, once (in this process)."""
+def open_sources(
+    sources: Sequence[Source], options: ClipOptions, verify: bool = False, policy: RetryPolicy | None = None
+) -> list[OpenedSource]:
+    """Read each source's manifest and frames table, and resolve its subset, once (in this process);
+    with a retry policy, each of those reads is retried on its own."""
     out = []
+    policy = policy or RetryPolicy(attempts=1, timeout=None)
     for i, source in enumerate(sources):
         name = source.name(i)
-        store, doc = manifest.read(os.fspath(source.url), source.storage_options)
+        url = os.fspath(source.url)
+        plain, doc = retried(partial(manifest.read, url, source.storage_options), policy, url)
+        store = RetryingStore(plain, policy)
         index = load_index(store, doc, source.split, verify=verify)
         add_frame_objects(store, doc, source.split, index)  # which objects each frame shows
         counts = clip_counts(index.num_objects, index.first_frame, options)

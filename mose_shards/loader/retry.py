@@ -1,5 +1,5 @@
 """Reads that survive flaky storage: each attempt bounded by a timeout, retried with exponential
-backoff and full jitter; a permanent failure names the shard URL and byte range.
+backoff and full jitter; a permanent failure names the shard URL and byte range (or the file).
 
 On S3 at scale a 503 SlowDown or a reset connection on one GET is routine; one of them must not stop
 an epoch. A missing object, refused credentials or a short read (a truncated shard) are not
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..core.errors import ConfigError, MoseShardsError, OutputError
+from ..core.storage import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,3 +92,14 @@ def retried(
             log.warning("%s: %s: %s; retrying in %.2f s", where, type(exc).__name__, exc, delay)
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RetryingStore(Store):
+    """A Store whose whole-file reads (manifest, table parts) are retried under a policy."""
+
+    def __init__(self, store: Store, policy: RetryPolicy) -> None:
+        super().__init__(store.url, store.storage_options)
+        self.policy = policy
+
+    def read(self, rel: str) -> bytes:
+        return retried(lambda: Store.read(self, rel), self.policy, self.url_of(rel))
