@@ -54,7 +54,7 @@ class Layout:
     split_lists: str | None = None  # DAVIS: ImageSets/2017/<split>.txt name each split's videos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Blob:
     """Where one source file's bytes are: a file, or a range of a tar archive."""
 
@@ -70,14 +70,14 @@ class Blob:
         return self.display or self.path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     name: str
     jpg: Blob
     png: Blob | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceVideo:
     split: str
     video_id: str
@@ -97,7 +97,7 @@ class Split:
     small_files: list[Blob] = field(default_factory=list)  # read at discovery: meta.json, split lists
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     rel: str  # path relative to the source root, '/'-separated
     blob: Blob | None  # None for a directory
