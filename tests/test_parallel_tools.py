@@ -84,3 +84,12 @@ def test_parallel_export_to_s3_in_batches(
     remote = Store(dest, s3_server.storage_options())
     for rel, digest in _hashes(raw_tree).items():
         assert hashlib.sha256(remote.read(rel)).hexdigest() == digest
+
+
+def test_memory_outputs_are_checked_in_process(converted: Path) -> None:
+    """memory:// exists only in this process: --workers 2 checks it here instead of in workers."""
+    import fsspec
+
+    fsspec.filesystem("memory").put(str(converted), "/parallel-verify/out", recursive=True)
+    report = verify("memory://parallel-verify/out", workers=2)
+    assert report.ok and report.shards == len(list(converted.glob("shards/*/*.tar")))

@@ -36,7 +36,7 @@ from ..core.layout import (
     WORK_DIR,
     shard_name,
 )
-from ..core.storage import Store, is_local, url_to_fs
+from ..core.storage import Store
 from .config import ConvertConfig, default_workers
 from .executors import Executor, make_executor
 from .lease import Lease
@@ -168,12 +168,7 @@ def _run(
 def _local_paths(config: ConvertConfig) -> list[str]:
     """SRC and OUT when they are on this machine only (a local folder, memory://)."""
     ends = ((config.source, config.source_storage), (config.output, config.output_storage))
-    return [url for url, options in ends if _machine_local(url_to_fs(url, options)[0])]
-
-
-def _machine_local(fs: Any) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    return is_local(fs) or "memory" in protocols
+    return [url for url, options in ends if Store(url, options).local or Store(url, options).in_process]
 
 
 def _inputs(config: ConvertConfig, splits: list[Split], store: Store) -> list[str]:

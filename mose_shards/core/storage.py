@@ -100,6 +100,12 @@ class Store:
     def local(self) -> bool:
         return is_local(self.fs)
 
+    @property
+    def in_process(self) -> bool:
+        """True for memory://: another process (a worker, a Ray node) cannot see it."""
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
+        return "memory" in protocols
+
     @_denied_as_output_error
     def exists(self, rel: str) -> bool:
         return bool(self.fs.exists(self.path(rel)))

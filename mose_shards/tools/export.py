@@ -64,7 +64,7 @@ def export(
     ]
     frames = masks = videos = 0
     pool = None
-    if workers > 1 and len(jobs) > 1:
+    if workers > 1 and len(jobs) > 1 and not (store.in_process or target.in_process):
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
     try:

@@ -62,7 +62,7 @@ def verify(
         for i, shard in enumerate(split["shards"])
     ]
     pool = None
-    if workers > 1 and len(jobs) > 1:
+    if workers > 1 and len(jobs) > 1 and not store.in_process:
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
     try:
