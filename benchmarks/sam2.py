@@ -122,7 +122,8 @@ def main() -> None:
     local = ShardRawDataset(str(work / "out"))
     with s3server.running(work / "s3") as server:
         opts = server.storage_options()
-        fsspec.filesystem("s3", **opts).put(str(work / "out"), f"{server.bucket}/out", recursive=True)
+        uploader = fsspec.filesystem("s3", **opts)
+        uploader.put(str(work / "out"), f"{server.bucket}/out", recursive=True)
         with latency_proxy(server.ports["s3"], args.delay) as proxy:
             slow = {**opts, "endpoint_url": f"http://127.0.0.1:{proxy.port}"}
             with counting_gets() as gets:

@@ -120,6 +120,9 @@ class FrameReader:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
+                    # the parent's client stays referenced: freed here, s3fs's finalizer would try to
+                    # close it on the parent's event loop, which does not run in this process
+                    self._inherited = getattr(self, "_store", None)
                     self._store, self._doc = manifest.read(self.url, self.storage_options)
                     self._pid = os.getpid()
         return self._store

@@ -17,6 +17,7 @@ SAM 2 itself is never imported: the objects handed out have the fields of its `V
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import threading
@@ -314,6 +315,10 @@ class ShardRawDataset:
         frames = self._frames()  # the main process reads the index here; workers on first use
         self.void_label: int | None = self._reader.doc["options"]["void_label"]
         self.video_names = self._select(frames, file_list_txt, excluded_videos_list_txt)
+        # Unreachable fsspec/s3fs clients (ours from reading lists, or the caller's) must be finalized
+        # here: collected in a forked DataLoader worker, they try to close on this process's event loop
+        # and print "Task exception was never retrieved" tracebacks.
+        gc.collect()
 
     @property
     def _key(self) -> str:
