@@ -3,10 +3,11 @@
 The `frames` table gives each member's offset; a frame's `.jpg`, `.json` and `.png` are adjacent in
 the tar, so a single GET covers them. The shard itself is never downloaded.
 
-The table is held per split as a few numpy columns (`SplitFrames`, tens of bytes per frame rather
-than a dict per row), read on first use. `shared_reader` keeps one `FrameReader` per output and
-process, so every consumer in a process (the SAM 2 adapter, its iopath handler, direct reads) loads
-the index once; a reader pickles as its URL and options alone and reloads lazily where it lands.
+The table is read per split by the loader's index builder (`index.load_index`, the one reader of
+the frames table) and held as a few numpy columns by video id (`SplitFrames`), on first use.
+`shared_reader` keeps one `FrameReader` per output and process, so every consumer in a process (the
+SAM 2 adapter, its iopath handler, direct reads) loads the index once; a reader pickles as its URL
+and options alone and reloads lazily where it lands.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..core import manifest
-from ..core.errors import ConfigError, OutputError
+from ..core.errors import ConfigError
 from ..core.storage import StorageOptions, Store
-from ..core.tables import read_parts
 from .decode import check_short_side, decode_frame_mask, decode_image
-from .index import COLUMNS
+from .index import load_index
 
 Row = dict[str, Any]
 MEMBERS = ("jpg_offset", "jpg_size", "png_offset", "png_size", "json_offset", "json_size")
@@ -63,37 +63,24 @@ class SplitFrames:
 
 
 def split_frames(store: Store, doc: dict[str, Any], split: str) -> SplitFrames:
-    """Read a split's frames table (every part) into a SplitFrames; OutputError when inconsistent."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    parts = read_parts(store, manifest.split_entry(store, doc, split)["tables"]["frames"], COLUMNS)
-    if not parts:
-        return SplitFrames(split, {}, np.array([], str), np.array([], bool), np.array([], np.int32),
-                           np.array([], np.int32), (), np.zeros((0, 6), np.int64))  # fmt: skip
-    table = pa.concat_tables(parts).sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
-    ids = table["video_id"].to_pylist()
-    videos: dict[str, range] = {}
-    start = 0
-    for i in range(1, len(ids) + 1):
-        if i == len(ids) or ids[i] != ids[start]:
-            videos[ids[start]] = range(start, i)
-            start = i
-    position = np.asarray(table["frame_index"], np.int64)
-    first = np.repeat([r.start for r in videos.values()], [len(r) for r in videos.values()])
-    if not np.array_equal(position, np.arange(len(ids)) - first):
-        raise OutputError(f"{store.url}: the {split} frames table does not number each video's frames 0..n-1")
-    shards = pc.dictionary_encode(table["shard"]).combine_chunks()
+    """A split's frames table, read by the loader's index builder (`index.load_index`), by video id."""
+    index = load_index(store, doc, split)
+    first = index.first_frame
+    ids = index.video_ids.to_pylist()
     return SplitFrames(
         split=split,
-        videos=videos,
-        frame_names=np.asarray(table["frame_name"].to_pylist(), dtype=str),
-        has_mask=np.asarray(table["has_mask"], bool),
-        num_objects=np.asarray(table["num_objects"], np.int32),
-        shard_ids=np.asarray(shards.indices, np.int32),
-        shards=tuple(shards.dictionary.to_pylist()),
-        members=np.stack([np.asarray(table[c], np.int64) for c in MEMBERS], axis=1),
+        videos={v: range(int(first[i]), int(first[i + 1])) for i, v in sorted(enumerate(ids), key=_by_id)},
+        frame_names=np.asarray(index.frame_names.to_pylist(), dtype=str),
+        has_mask=index.has_mask,
+        num_objects=index.num_objects,
+        shard_ids=np.repeat(index.video_shard, np.diff(first)).astype(np.int32),
+        shards=tuple(s.path for s in index.shards),
+        members=index.members,
     )
+
+
+def _by_id(item: tuple[int, str]) -> str:
+    return item[1]
 
 
 class FrameReader:
