@@ -565,7 +565,8 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
     import random
 
     from mose_shards.conversion.parts import find_sums
-    from mose_shards.conversion.sources import Blob, SourceReader
+    from mose_shards.conversion.reader import SourceReader
+    from mose_shards.conversion.sources import Blob
     from mose_shards.core.storage import Store
 
     rng = random.Random(0)

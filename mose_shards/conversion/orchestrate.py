@@ -41,7 +41,8 @@ from .config import ConvertConfig, default_workers
 from .executors import Executor, make_executor
 from .lease import Lease
 from .plan import ShardPlan, fingerprint, plan_split
-from .sources import SourceReader, Split, discover
+from .reader import SourceReader
+from .sources import Split, discover
 from .tasks import ShardResult, ShardTask, done_marker, run_shard
 
 log = logging.getLogger(__name__)

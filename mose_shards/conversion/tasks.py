@@ -20,8 +20,9 @@ from ..core.errors import DataError, OutputError
 from ..core.schema import TABLES
 from ..core.storage import Store
 from .plan import ShardPlan
+from .reader import SourceReader
 from .records import VideoRecords, build_video
-from .sources import SourceReader, SourceVideo
+from .sources import SourceVideo
 from .writers import ShardWriter, sha256_file, write_table
 
 log = logging.getLogger(__name__)
