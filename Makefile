@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned in the [torch] extra (the CPU wheel on these machines); ray comes with [ray].
 TEST_EXTRAS := test,torch,ray
 
-.PHONY: demo test install install-test lint typecheck bench clean
+.PHONY: demo test install install-test lint typecheck bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: install-test
 	$(BIN)/python benchmarks/sam2.py
 	$(BIN)/python benchmarks/mixture.py
 	$(BIN)/python benchmarks/archives.py
+
+# mose-shards beside Mosaic Streaming, LitData, webdataset and the raw tree (peers get venvs of their
+# own under .bench-peers/, made on first use; about half an hour on 2 cores)
+bench-peers: install-test
+	$(BIN)/python benchmarks/peers.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
