@@ -65,19 +65,26 @@ def clip_hash(images: list[Any], masks: list[Any]) -> str:
 
 
 def _collate(batch: list[Any]) -> Any:
-    """batch_size=1 everywhere: the one item, its arrays as tensors (shared memory across workers)."""
+    """batch_size=1 everywhere: the one clip, its frames and masks each stacked into one tensor, as
+    a training collate does; in a DataLoader worker the stack is made in shared memory directly (as
+    torch's default_collate does), so handing it to the main process copies nothing more."""
     import torch
+    from torch.utils.data import get_worker_info
 
-    def convert(value: Any) -> Any:
-        if isinstance(value, np.ndarray):
-            return torch.from_numpy(np.ascontiguousarray(value))
-        if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        return value
+    def stacked(arrays: list[Any]) -> Any:
+        arrays = [np.asarray(a) for a in arrays]
+        shape = (len(arrays), *arrays[0].shape)
+        if get_worker_info() is None:
+            return torch.from_numpy(np.stack(arrays))
+        out = torch.empty(shape, dtype=torch.uint8).share_memory_()
+        np.stack(arrays, out=out.numpy())
+        return out
 
-    return convert(batch[0])
+    item = batch[0]
+    if isinstance(item, dict):  # ClipDataset's item
+        item = (item["video_id"], item["images"], item["masks"])
+    video_id, images, masks = item
+    return video_id, stacked(images), stacked(masks)
 
 
 # --- the systems: each returns an iterable of clips (video_id, images, masks) ----------------------
@@ -207,10 +214,6 @@ def mose_clips(cfg: dict[str, Any]) -> Any:
                        clips_per_video=cfg.get("clips_per_video", 1))  # fmt: skip
 
 
-def _mose_item(item: dict[str, Any]) -> Clip:
-    return item["video_id"], item["images"], item["masks"]
-
-
 SYSTEMS = {"mose-shards": mose_clips, "raw-tree": RawTree, "webdataset": webdataset_clips,
            "mosaic-streaming": mds_clips, "litdata": litdata_clips}  # fmt: skip
 
@@ -231,15 +234,16 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     loader = Loader(dataset, batch_size=1, num_workers=cfg["workers"], collate_fn=_collate)
     hashes: dict[str, str] = {}
     clips = pixels = 0
-    for out in loader:
-        video_id, images, masks = _mose_item(out) if isinstance(out, dict) else out
+    first = 0.0
+    for video_id, images, masks in loader:
         clips += 1
-        pixels += sum(int(i.numel()) for i in images) + sum(int(m.numel()) for m in masks if m is not None)
+        first = first or time.perf_counter() - built
+        pixels += int(images.numel()) + int(masks.numel())
         if cfg.get("verify"):
-            hashes[video_id] = clip_hash([i.numpy() for i in images], [m.numpy() for m in masks])
+            hashes[video_id] = clip_hash(list(images.numpy()), list(masks.numpy()))
     seconds = time.perf_counter() - built
-    return {"clips": clips, "seconds": seconds, "startup": built - start, "mb": pixels / 1e6,
-            "hashes": hashes}  # fmt: skip
+    return {"clips": clips, "seconds": seconds, "first": first, "startup": built - start,
+            "mb": pixels / 1e6, "hashes": hashes}  # fmt: skip
 
 
 # --- writing the peers' formats ----------------------------------------------------------------------
@@ -283,7 +287,8 @@ def _cause(exc: BaseException) -> str:
     """The error's own line; for a DataLoader worker's re-raise, the worker's last error line."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     errors = [ln for ln in lines if "Error" in ln and not ln.startswith("Caught ")]
-    text = errors[-1] if errors else (lines[-1] if lines else "")
+    original = [ln for ln in errors if "Original error" in ln]  # LitData's wrapped cause
+    text = (original or errors or lines or [""])[-1]
     return f"{type(exc).__name__}: {text}"[:500]
 
 
