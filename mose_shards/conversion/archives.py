@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -34,7 +35,10 @@ log = logging.getLogger(__name__)
 
 KINDS = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".zip": "zip"}
 _FORMAT = 1  # bump when the saved listing changes shape
-_CHECKPOINTS = 2048  # at most this many seek points (~32 KiB each) whatever the archive's size
+# A reader holds the whole index (~33 KiB a seek point on JPEG data) and a cache of up to ~16
+# decompressed chunks (measured: rapidgzip 0.16, one thread). Spacing C gives (size / C) * 33 KiB +
+# 16 * C, least when both halves are equal: C = sqrt(size * 33 KiB / 16) ~ sqrt(size * 2 KiB).
+_WINDOW_PER_CACHED_CHUNK = 2048
 _MIN_CHUNK, _MAX_CHUNK = 4 << 20, 64 << 20
 
 
@@ -193,8 +197,9 @@ def _rapidgzip() -> Any:
 
 
 def chunk_size(archive: Archive) -> int:
-    """Compressed bytes between seek points: at most _CHECKPOINTS of them, 4 to 64 MiB apart."""
-    return max(_MIN_CHUNK, min(_MAX_CHUNK, sum(archive.sizes) // _CHECKPOINTS))
+    """Compressed bytes between seek points, 4 to 64 MiB: the spacing that keeps a reader's index
+    plus decoder cache smallest (MOSEv2's 85 GB train: ~13 MB apart, ~420 MB per reader)."""
+    return max(_MIN_CHUNK, min(_MAX_CHUNK, math.isqrt(sum(archive.sizes) * _WINDOW_PER_CACHED_CHUNK)))
 
 
 def _scan_gzip(raw: PartsFile, archive: Archive, workers: int, sums: dict[str, str] | None) -> Listing:
