@@ -617,3 +617,18 @@ def test_davis_zip_as_shipped(tmp_path: Path) -> None:
     convert(from_pipeline("davis-2017", str(shipped), str(out)))
     assert _without_source(tree_bytes(out)) == _without_source(tree_bytes(folder_out))
     assert sorted(json.loads((out / "manifest.json").read_text())["splits"]) == ["train", "val"]
+
+
+def test_sums_made_one_folder_up_still_check_the_parts(tmp_path: Path) -> None:
+    """A SHA256SUMS naming 'MOSEv2/train.tar.gz.aa' (made from the folder above) checks the parts."""
+    from mose_shards.conversion.parts import find_sums
+    from mose_shards.core.storage import Store
+
+    (tmp_path / "train.tar.gz.aa").write_bytes(b"a")
+    digest = hashlib.sha256(b"a").hexdigest()
+    (tmp_path / "SHA256SUMS").write_text(f"{digest}  MOSEv2/train.tar.gz.aa\n{'0' * 64} *./other.bin\n")
+    local = Store(str(tmp_path))
+    assert find_sums(local.fs, str(tmp_path), str(tmp_path), ["train.tar.gz.aa"]) == {
+        "train.tar.gz.aa": digest,
+        "other.bin": "0" * 64,
+    }

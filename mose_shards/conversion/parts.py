@@ -89,10 +89,20 @@ def find_sums(fs: Any, folder: str, url: str, names: Iterable[str]) -> dict[str,
     """Expected sha256 per file name in `folder`: SHA256SUMS there, then `<name>.sha256` files."""
     listing = {posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)}
     sums: dict[str, str] = {}
+    names = list(names)
     for candidate in SUMS_FILES:
         if candidate in listing:
-            text = fs.cat_file(posixpath.join(folder, candidate)).decode("utf-8", "replace")
-            sums.update(parse_sums(text, f"{url.rstrip('/')}/{candidate}"))
+            where = f"{url.rstrip('/')}/{candidate}"
+            listed = parse_sums(
+                fs.cat_file(posixpath.join(folder, candidate)).decode("utf-8", "replace"), where
+            )
+            by_base: dict[str, list[str]] = {}
+            for name, digest in listed.items():  # sums made one folder up name "MOSEv2/train.tar.gz.aa"
+                by_base.setdefault(posixpath.basename(name), []).append(digest)
+            sums.update({base: d[0] for base, d in by_base.items() if len(d) == 1})
+            sums.update({n: d for n, d in listed.items() if "/" not in n})
+            if names and not any(n in sums for n in names):
+                log.warning("%s lists none of %s; they are not checked", where, ", ".join(names[:3]))
             break
     for name in names:
         if f"{name}.sha256" in listing:
