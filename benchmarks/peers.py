@@ -20,6 +20,7 @@ Also measured, at 1920x1080 locally: the targets' naive baselines (`raw-tree` is
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -276,13 +277,38 @@ def _epoch(bench: Bench, key: Key, bucket: str, s3: dict[str, Any], **extra: Any
     return bench.run(_cfg(bench, key, bucket, s3, **extra))
 
 
+def _decodes(data: bytes, count: int) -> int:
+    from PIL import Image
+
+    for _ in range(count):
+        Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+    return count
+
+
+def machine_parallelism(jpeg: bytes, count: int = 40) -> float:
+    """How much faster 2 processes decode than 1 right now: what a shared machine has to give."""
+    import multiprocessing
+
+    rates = []
+    for procs in (1, 2):
+        with multiprocessing.get_context("fork").Pool(procs) as pool:
+            start = time.perf_counter()
+            pool.starmap(_decodes, [(jpeg, count)] * procs)
+            rates.append(count * procs / (time.perf_counter() - start))
+    return rates[1] / rates[0]
+
+
 def _long_epoch(bench: Bench, args: argparse.Namespace, bucket: str, s3: dict[str, Any],
                 runs: dict[Key, list[float]]) -> None:  # fmt: skip
     """ClipDataset, 1 vs 2 workers, with enough clips per video for an epoch of >= epoch_seconds."""
     probe = _epoch(bench, (bench.size, "mose-shards", "local", 1), bucket, s3)
     per_clip = probe["seconds"] / max(1, probe["clips"])
-    clips = max(1, int(args.epoch_seconds / per_clip / len(bench.plan["videos"])) + 1)
+    # 1.5x margin: the probe's short epoch runs faster per clip than a long one on a busy machine
+    clips = max(1, int(1.5 * args.epoch_seconds / per_clip / len(bench.plan["videos"])) + 1)
+    jpeg = next((bench.dir / "raw" / "train" / "JPEGImages").glob("*/*.jpg")).read_bytes()
     for r in range(args.rounds):
+        runs.setdefault((bench.size, "cpu-probe", "local", 2), []).append(machine_parallelism(jpeg))
+        log(f"machine parallelism probe: {runs[(bench.size, 'cpu-probe', 'local', 2)][-1]:.2f}x")
         for w in (1, 2) if r % 2 == 0 else (2, 1):
             result = _epoch(bench, (bench.size, "mose-shards", "local", w), bucket, s3, clips_per_video=clips)
             key = (bench.size, f"long-epoch x{clips}", "local", w)
@@ -345,6 +371,8 @@ def report(args: argparse.Namespace, sizes: list[str], systems: list[str], worke
         one = med.get((*key[:3], 1))
         if one:
             print(f"  {key[0]}: 2 workers vs 1 on a long epoch ({key[1]} clips/video): {med[key] / one:.2f}x")
+    for key in [k for k in med if k[1] == "cpu-probe"]:
+        print(f"  (meanwhile, 2 processes decoding JPEGs ran {med[key]:.2f}x one process on this machine)")
     if failed:
         print("\nFailures (as reported by the system, for every configuration listed):")
         grouped: dict[tuple[str, str], list[str]] = {}
