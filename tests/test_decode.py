@@ -200,3 +200,16 @@ def test_decoded_masks_are_writable(wide: tuple[Path, Path]) -> None:
     for mask in item["masks"]:
         mask[0, 0] = 9
         assert mask[0, 0] == 9
+
+
+def test_readme_short_side_example_runs(converted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's short_side example runs against a conversion and prints the reduced shapes."""
+    from tests.test_readme import examples
+
+    code = examples("short-side")["short-side"].replace('OUT = "demo/out"', f"OUT = {str(converted)!r}")
+    code = code.replace("short_side=120", "short_side=60")  # the fixture's frames are 160x120
+    assert str(converted) in code and "short_side=60" in code
+    scope: dict = {}
+    exec(compile(code, "README:short-side", "exec"), scope)
+    assert "(60, 80, 3) (60, 80)" in capsys.readouterr().out
+    assert scope["frame"]["image"].shape == (60, 80, 3) and scope["frame"]["mask"].shape == (60, 80)
