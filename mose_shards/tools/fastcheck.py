@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..core.layout import MEMBERS
 
@@ -25,13 +24,11 @@ NAME, SIZE, TYPE = (0, 100), (124, 135), 156  # name field, 11 octal digits of t
 def tiles(data: bytes, frames: pa.Table, shard: str) -> bool:
     """True when `frames` lists exactly the members of the tar bytes `data`, names and sizes included."""
     rows = frames.num_rows
-    if rows == 0 or pc.count_distinct(frames["key"]).as_py() != rows:
-        return False
-    if not pc.all(pc.equal(frames["shard"], shard)).as_py():
-        return False
+    keys = frames["key"].to_pylist()
+    if rows == 0 or len(set(keys)) != rows or set(frames["shard"].to_pylist()) != {shard}:
+        return False  # plain Python here: no Arrow compute thread pool started for this check
     offsets = np.concatenate([frames[f"{ext}_offset"].to_numpy() for ext in MEMBERS]).astype(np.int64)
     sizes = np.concatenate([frames[f"{ext}_size"].to_numpy() for ext in MEMBERS]).astype(np.int64)
-    keys = frames["key"].to_pylist()
     names = [f"{key}.{ext}".encode() for ext in MEMBERS for key in keys]
     if max(map(len, names)) > NAME[1] - 1:
         return False  # a PAX header precedes such a member: not tiled by plain headers
