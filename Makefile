@@ -46,6 +46,7 @@ bench: install-test
 	$(BIN)/python benchmarks/sam2.py
 	$(BIN)/python benchmarks/mixture.py
 	$(BIN)/python benchmarks/archives.py
+	$(BIN)/python benchmarks/rehearsal.py --videos 500  # the full MOSEv2 size: drop --videos (about 10 min)
 
 # mose-shards beside Mosaic Streaming, LitData, webdataset and the raw tree (peers get venvs of their
 # own under .bench-peers/, made on first use; about half an hour on 2 cores)
