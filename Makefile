@@ -49,7 +49,7 @@ bench: install-test
 	$(BIN)/python benchmarks/rehearsal.py --videos 500  # the full MOSEv2 size: drop --videos (about 10 min)
 
 # mose-shards beside Mosaic Streaming, LitData, webdataset and the raw tree (peers get venvs of their
-# own under .bench-peers/, made on first use; about half an hour on 2 cores)
+# own under .bench-peers/, made on first use, Mosaic's ~6 GB; about half an hour on 2 cores)
 bench-peers: install-test
 	$(BIN)/python benchmarks/peers.py
 

@@ -2,14 +2,14 @@
 webdataset over our shards, and the raw tree read with Pillow; locally and from SeaweedFS behind a
 proxy adding 20 ms per request; 1 and 2 DataLoader workers; at 854x480 and 1920x1080.
 
-    make bench-peers            # or: .venv/bin/python benchmarks/peers.py [--rounds 3] [--quick]
+    make bench-peers            # or: .venv/bin/python benchmarks/peers.py [--rounds 3]
 
 Every measurement is one epoch in a fresh process (benchmarks/peer_loaders.py); the peers run in
-virtual environments of their own under WORK/venvs (mosaicml-streaming pulls transformers, whose
-huggingface-hub pin clashes with `datasets` in ours), created on first use. Before timing, one
-verifying epoch per system and storage hashes every clip: each must equal mose-shards' clips. A
-peer that fails is reported with its error text and left out; nothing is tuned around it. Rounds
-are interleaved (order rotated each round) and medians reported, with ratios from the same run.
+virtual environments of their own under WORK/venvs, made on first use (benchmarks/peer_venvs.py).
+Before timing, one verifying epoch per system and storage hashes every clip: each must equal
+mose-shards' clips. A peer that fails is reported with its error text and left out; nothing is
+tuned around it. Rounds are interleaved (order rotated each round) and medians reported, with
+ratios from the same run.
 
 Also measured, at 1920x1080 locally: the targets' naive baselines (`raw-tree` is Pillow decode +
 `np.asarray` + numpy object filtering; `raw-tree@480` adds a full-size bilinear/nearest resize to a
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.latency_proxy import latency_proxy  # noqa: E402
+from benchmarks.peer_venvs import last_lines, peer_python  # noqa: E402
 from mose_shards.conversion.config import ConvertConfig  # noqa: E402
 from mose_shards.conversion.orchestrate import convert  # noqa: E402
 from mose_shards.core.sizes import parse_size  # noqa: E402
@@ -46,36 +47,11 @@ from mose_shards.synth import SynthSpec, generate  # noqa: E402
 from tests import s3server  # noqa: E402
 
 RUNNER = Path(__file__).with_name("peer_loaders.py")
-PEER_VENVS = {"mosaic-streaming": ["mosaicml-streaming"], "litdata": ["litdata"]}
-TORCH = "torch==2.13.0"  # the CPU wheel the project pins
 SYSTEMS = ["mose-shards", "mosaic-streaming", "litdata", "webdataset", "raw-tree"]
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def peer_python(work: Path, system: str) -> tuple[str | None, str | None]:
-    """(python of the system's environment, None) or (None, why it could not be made)."""
-    if system not in PEER_VENVS:
-        return sys.executable, None
-    venv = work / "venvs" / system
-    python = venv / "bin" / "python"
-    if not (venv / ".ready").exists():
-        log(f"creating {venv} ({' '.join(PEER_VENVS[system])}, {TORCH}, numpy, pillow)")
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", *PEER_VENVS[system], TORCH, "numpy", "pillow"]
-        done = subprocess.run(pip, capture_output=True, text=True)
-        if done.returncode:
-            return None, f"pip install failed: {_last_lines(done.stderr)}"
-        (venv / ".ready").touch()
-    return str(python), None
-
-
-def _last_lines(text: str, n: int = 3) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("WARNING")]
-    return " | ".join(lines[-n:])[:500]
 
 
 def make_plan(out: Path, clip_length: int, seed: int) -> dict[str, Any]:
@@ -118,7 +94,7 @@ class Bench:
         self.plan = make_plan(self.dir / "out", args.clip_length, args.seed)
         (self.dir / "plan.json").write_text(json.dumps(self.plan))
         for system in args.systems.split(","):
-            python, why = peer_python(work, system.partition("@")[0])
+            python, why = peer_python(work, system.partition("@")[0], log)
             if python is None:
                 self.failures[system] = str(why)
             else:
@@ -135,7 +111,7 @@ class Bench:
                str(self.dir / "plan.json"), str(target)]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
-            self.failures[system] = f"writing {kind}: {_last_lines(done.stderr)}"
+            self.failures[system] = f"writing {kind}: {last_lines(done.stderr)}"
             return
         (target / ".done").touch()
 
@@ -187,7 +163,7 @@ class Bench:
                 if "error" in result:  # the whole story, for whoever reads the log
                     log(f"{cfg['system']} ({cfg['storage']}) stderr:\n{done.stderr[-3000:]}")
                 return result
-        return {"error": f"exit {done.returncode}: {_last_lines(done.stderr)}"}
+        return {"error": f"exit {done.returncode}: {last_lines(done.stderr)}"}
 
 
 def _median(values: list[float]) -> float | None:
