@@ -148,3 +148,31 @@ def test_local_files_are_fsynced_before_their_done_marker(
         assert events[tar_moved - 1][0] == "fsync"  # the staged tar's bytes, before the rename
         assert events[tar_moved + 1] == ("fsync", str(Path(events[tar_moved][1]).parent))
         assert events[index + 1] == ("fsync", str(out / ".mose-shards" / "done"))
+
+
+def test_same_size_edit_of_meta_split_json_beside_a_tar_is_seen(
+    raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MOSEv2's shipped form (train.tar with meta_train.json beside it): an in-place edit of the
+    meta file, same size and mtime, refuses the rerun of the unfinished output."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    with tarfile.open(src / "train.tar", "w") as archive:
+        for path in sorted((raw / "train").rglob("*")):
+            if path.name != "meta.json":
+                archive.add(path, arcname=f"train/{path.relative_to(raw / 'train')}", recursive=False)
+    meta = src / "meta_train.json"
+    meta.write_bytes((raw / "train" / "meta.json").read_bytes())
+    assert _convert(src, out) == 0
+    (out / "manifest.json").unlink()
+    assert _convert(src, out) == 0  # unchanged: the rerun is accepted
+    (out / "manifest.json").unlink()
+    before = meta.stat()
+    text = meta.read_text()
+    category = text.split('"category": "', 1)[1].split('"', 1)[0]
+    edited = text.replace(f'"category": "{category}"', f'"category": "{category}X"', 1).replace("\n", "", 1)
+    assert edited != text and len(edited) == len(text)
+    meta.write_text(edited)
+    os.utime(meta, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert _convert(src, out) == 2
+    assert "the source changed since" in capsys.readouterr().err
