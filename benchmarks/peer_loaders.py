@@ -164,6 +164,12 @@ def _wds_clip(video: dict[str, Any], frames: dict[int, tuple[bytes, bytes]], voi
     return naive_clip(video, [j for j, _ in picked], [p for _, p in picked], void)
 
 
+def _split(blob: bytes, ends: Any) -> list[bytes]:
+    """The frames of one concatenated MDS ``bytes`` column, cut at their end offsets."""
+    starts = [0, *(int(e) for e in ends[:-1])]
+    return [blob[a : int(b)] for a, b in zip(starts, ends, strict=True)]
+
+
 def mds_clips(cfg: dict[str, Any]) -> Any:
     """Mosaic Streaming: one MDS sample per video (its frames' bytes), the clip decoded in __getitem__."""
     from streaming import StreamingDataset
@@ -175,7 +181,8 @@ def mds_clips(cfg: dict[str, Any]) -> Any:
         def __getitem__(self, index: int) -> Clip:
             sample = super().__getitem__(index)
             video = plan[sample["video_id"]]
-            jpgs, pngs = sample["jpgs"], sample["pngs"]
+            jpgs = _split(sample["jpgs"], sample["jpg_ends"])
+            pngs = _split(sample["pngs"], sample["png_ends"])
             return naive_clip(video, [jpgs[p] for p in video["positions"]],
                               [pngs[p] for p in video["positions"]], void)  # fmt: skip
 
@@ -263,16 +270,22 @@ def _litdata_sample(path: str) -> dict[str, Any]:
 
 
 def prepare(kind: str, split_dir: Path, plan_path: Path, out: Path) -> None:
-    """Every video of the plan as one sample: video_id, jpgs (list of bytes), pngs (list of bytes)."""
+    """Every video of the plan as one sample: its id and its frames' JPEG and PNG bytes."""
     videos = [v["video_id"] for v in json.loads(plan_path.read_text())["videos"]]
     if kind == "mds":
+        import numpy as np
         from streaming import MDSWriter
 
-        columns = {"video_id": "str", "jpgs": "pkl", "pngs": "pkl"}
+        # only safe MDS encodings (no pkl): a video's frames concatenated in one bytes column,
+        # their end offsets in an int64 ndarray column beside it
+        columns = {"video_id": "str", "jpgs": "bytes", "jpg_ends": "ndarray:int64",
+                   "pngs": "bytes", "png_ends": "ndarray:int64"}  # fmt: skip
         with MDSWriter(out=str(out), columns=columns, size_limit="64mb") as writer:
             for video_id in videos:
                 jpgs, pngs = _video_bytes(split_dir, video_id)
-                writer.write({"video_id": video_id, "jpgs": jpgs, "pngs": pngs})
+                ends = [np.cumsum([len(b) for b in part], dtype=np.int64) for part in (jpgs, pngs)]
+                writer.write({"video_id": video_id, "jpgs": b"".join(jpgs), "jpg_ends": ends[0],
+                              "pngs": b"".join(pngs), "png_ends": ends[1]})  # fmt: skip
     elif kind == "litdata":
         import litdata
 
