@@ -175,10 +175,15 @@ class _Archives:
                 path = posixpath.join(folder, name)
                 url = f"{folder_url}/{name}" if folder_url else name
                 outside[split] = (Blob(path, int(self.fs.size(path)), None, url), (sums or {}).get(name))
-            entries = list(_archive_entries(archive, listing))
+            # Without split lists the entries stream through _group: no list of 1M entries held beside
+            # the listing and the records (the peak memory of a MOSEv2-size plan).
+            entries: Iterable[_Entry] = _archive_entries(archive, listing)
+            if self.layout.split_lists:
+                entries = list(entries)
+            del listing
             grouped = _group(self.fs, entries, self.layout, archive.split, archive.url, outside)
             found += (
-                _split_by_lists(self.fs, entries, grouped, self.layout)
+                _split_by_lists(self.fs, list(entries), grouped, self.layout)
                 if self.layout.split_lists
                 else grouped
             )
