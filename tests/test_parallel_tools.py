@@ -14,7 +14,7 @@ import pytest
 from mose_shards.cli import main
 from mose_shards.core.storage import Store
 from mose_shards.core.tables import read_part
-from mose_shards.tools.fastcheck import tiles
+from mose_shards.core.tarfmt import tiles
 from mose_shards.tools.verify import verify
 from tests.s3server import S3Server
 

@@ -23,8 +23,7 @@ from ..core.layout import MEMBERS
 from ..core.schema import TABLES
 from ..core.storage import StorageOptions, Store
 from ..core.tables import read_part
-from ..core.tarfmt import MemberIndex, index_members
-from .fastcheck import tiles
+from ..core.tarfmt import MemberIndex, index_members, tiles
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def _check_job(job: _Job) -> tuple[list[str], int]:
 
 
 def _fast_check(store: Store, shard: dict[str, Any], tables: dict[str, str], report: VerifyReport) -> bool:
-    """The shard in one read, its sha256, and its members against the frames table (fastcheck.tiles);
+    """The shard in one read, its sha256, and its members against the frames table (tarfmt.tiles);
     False, with nothing reported, when anything differs: then the member-by-member check names it."""
     path = shard["path"]
     try:
