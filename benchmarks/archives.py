@@ -27,17 +27,18 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import zlib
 from pathlib import Path
 
-from mose_shards.conversion import archives
-from mose_shards.core import tarscan
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.proctree import convert_command, measure  # noqa: E402
+from mose_shards.conversion import archives  # noqa: E402
+from mose_shards.core import tarscan  # noqa: E402
 from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate, parse_size
 
@@ -63,60 +64,13 @@ def ship(raw: Path, dest: Path) -> Path:
     return dest
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _tree_stats(root: int, cpu: dict[int, float]) -> int:
-    """Resident bytes of a process and its descendants; their CPU seconds so far go into `cpu`."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry)
-        children.setdefault(int(fields[1]), []).append(pid)
-        rss[pid] = int(fields[21]) * PAGE
-        if pid in cpu or pid == root or int(fields[1]) in cpu:
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo += children.get(pid, [])
-    return total
-
-
 def run(source: Path, out: Path, workers: int, shard_size: str) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the command and its workers, peak RSS bytes) of one conversion."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "mose_shards.cli", "convert", str(source), str(out), "-q"]
-    command += ["--workers", str(workers), "--shard-size", shard_size]
-    cpu: dict[int, float] = {}
-    peak = 0
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_stats(proc.pid, cpu))
-            done.wait(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    code = proc.wait()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if code != 0:
-        raise SystemExit(f"convert failed with exit code {code}")
-    return wall, sum(cpu.values()), peak
+    result = measure(convert_command(str(source), str(out), workers, shard_size))
+    if result.returncode != 0:
+        raise SystemExit(f"convert failed with exit code {result.returncode}: {result.stderr[-500:]}")
+    return result.seconds, result.cpu_seconds, result.rss_tree
 
 
 def convert_rounds(raw: Path, shipped: Path, tmp: Path, repeat: int, shard: str) -> None:

@@ -20,22 +20,22 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.proctree import measure as run_sampled  # noqa: E402
+
 SIZE = (32, 24)
 POOL = 48  # distinct frames and masks; a frame picks one by its number
 QUERY = "SELECT split, video_id, object_id FROM objects WHERE reappears ORDER BY video_id, object_id LIMIT 20"
@@ -98,53 +98,17 @@ def generate_tar(path: Path, videos: int, seed: int = 0) -> dict[str, int]:
     return {"videos": videos, "frames": frames, "masks": masks, "bytes": path.stat().st_size}
 
 
-def _tree(root: int) -> tuple[int, int]:
-    """(sum, largest) resident bytes over a process and its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * PAGE
-    total, largest, todo = 0, 0, [root]
-    while todo:
-        pid = todo.pop()
-        total, largest = total + rss.get(pid, 0), max(largest, rss.get(pid, 0))
-        todo += children.get(pid, [])
-    return total, largest
-
-
 def measure(command: list[str]) -> dict[str, float]:
     """Wall seconds, peak tree RSS and peak single-process RSS (MB) of one command."""
-    peak_sum = peak_one = 0
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_sum, peak_one
-        while not stop.wait(0.02):
-            total, largest = _tree(proc.pid)
-            peak_sum, peak_one = max(peak_sum, total), max(peak_one, largest)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, _usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    stop.set()
-    sampler.join()
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        print(f"FAILED ({proc.returncode}): {' '.join(command)}: {err[-500:]}")
+    result = run_sampled(command, interval=0.02)
+    if result.returncode != 0:
+        print(f"FAILED ({result.returncode}): {' '.join(command)}: {result.stderr[-500:]}")
         return {"seconds": float("nan"), "rss_sum_mb": float("nan"), "rss_max_mb": float("nan")}
-    # Sampled, not ru_maxrss: a forked child's ru_maxrss starts at its parent's (this script's) RSS.
-    return {"seconds": wall, "rss_sum_mb": peak_sum / 1e6, "rss_max_mb": peak_one / 1e6}
+    return {
+        "seconds": result.seconds,
+        "rss_sum_mb": result.rss_tree / 1e6,
+        "rss_max_mb": result.rss_largest / 1e6,
+    }
 
 
 def cli(*args: str) -> list[str]:

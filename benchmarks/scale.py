@@ -14,66 +14,23 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-from mose_shards.synth import SynthSpec, generate, parse_size
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _tree_rss(root: int) -> int:
-    """Resident bytes of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended while we looked
-        pid = int(entry)
-        children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: ppid
-        rss[pid] = int(fields[21]) * PAGE  # fields[21]: rss in pages
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo += children.get(pid, [])
-    return total
+from benchmarks.proctree import convert_command, measure  # noqa: E402
+from mose_shards.synth import SynthSpec, generate, parse_size  # noqa: E402
 
 
 def run(raw: Path, out: Path, workers: int, shard_size: str) -> tuple[float, int]:
     """(wall seconds, peak tree RSS bytes) of one conversion."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "mose_shards.cli", "convert", str(raw), str(out), "-q"]
-    command += ["--workers", str(workers), "--shard-size", shard_size]
-    peak = 0
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
-            done.wait(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    code = proc.wait()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if code != 0:
-        raise SystemExit(f"convert failed with exit code {code}")
-    return wall, peak
+    result = measure(convert_command(str(raw), str(out), workers, shard_size))
+    if result.returncode != 0:
+        raise SystemExit(f"convert failed with exit code {result.returncode}: {result.stderr[-500:]}")
+    return result.seconds, result.rss_tree
 
 
 def main() -> None:
