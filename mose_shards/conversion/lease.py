@@ -29,7 +29,7 @@ from typing import Any
 
 from ..core.errors import OutputError
 from ..core.layout import LEASE_FILE
-from ..core.storage import Store, fsync_path
+from ..core.storage import Store, replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +260,7 @@ class Lease:
 
 def _local_replace(path: str, data: bytes, token: str) -> None:
     """Rewrite the local lease atomically (a name of its own: leftover cleaning never touches it)."""
-    tmp = f"{path}.beat-{token}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_path(os.path.dirname(path), directory=True)
+    replace_durably(path, data, f"{path}.beat-{token}")
 
 
 def _etag(response: Any) -> str | None:

@@ -139,13 +139,7 @@ class Store:
         """Write a whole file atomically; locally it is on the disk (fsynced) when this returns."""
         target = self.path(rel)
         if self.local:
-            tmp = _local_tmp(target)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            fsync_path(os.path.dirname(target), directory=True)
+            replace_durably(target, data, _local_tmp(target))
         else:
             self.fs.pipe_file(target, data)
 
@@ -204,6 +198,16 @@ class Store:
     def staging_dir(self) -> str | None:
         """A local folder for temporary files next to the output when it is local (same device)."""
         return self.path(TMP_DIR) if self.local else None
+
+
+def replace_durably(target: str, data: bytes, tmp: str) -> None:
+    """Put `data` at the local path `target` atomically through `tmp`, on the disk when this returns."""
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    fsync_path(os.path.dirname(target), directory=True)
 
 
 def _local_tmp(target: str) -> str:
