@@ -251,6 +251,7 @@ def _reason(exc: Exception) -> str:
 
 _INDEXES: dict[str, bytes] = {}  # gzip seek indexes built or loaded in this process, by archive key
 _COLUMNS = ("name", "offset", "size", "kind", "method", "packed", "crc", "header")
+_BATCH = 1 << 17  # members per row group of a saved listing
 
 
 def load_or_scan(
@@ -277,36 +278,80 @@ def _save(cache: Any, base: str, listing: Listing) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    members = listing.members
-    codecs = [listing.codecs.get(i, (-1, -1, -1, -1)) for i in range(len(members))]
-    columns = {
-        "name": pa.array([m.name for m in members], pa.string()),
-        "offset": pa.array([m.offset for m in members], pa.int64()),
-        "size": pa.array([m.size for m in members], pa.int64()),
-        "kind": pa.array([m.kind for m in members], pa.string()).dictionary_encode(),
-    }
-    for position, column in enumerate(_COLUMNS[4:]):
-        columns[column] = pa.array([c[position] for c in codecs], pa.int64())
-    table = pa.table(columns).replace_schema_metadata({"verified": str(int(listing.verified))})
     if listing.index is not None:
         cache.write(f"{base}.gzidx", listing.index)  # before the listing: the listing says both are there
+    members = listing.members
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    writer = None
+    # In row groups of _BATCH members: converting a ~1M-member listing at once held ~160 MB of Arrow
+    # buffers beside the Python listing, the peak of the whole plan.
+    for start in range(0, max(len(members), 1), _BATCH):
+        rows = members[start : start + _BATCH]
+        codecs = [listing.codecs.get(i, (-1, -1, -1, -1)) for i in range(start, start + len(rows))]
+        columns = {
+            "name": pa.array([m.name for m in rows], pa.string()),
+            "offset": pa.array([m.offset for m in rows], pa.int64()),
+            "size": pa.array([m.size for m in rows], pa.int64()),
+            "kind": pa.array([m.kind for m in rows], pa.string()).dictionary_encode(),
+        }
+        for position, column in enumerate(_COLUMNS[4:]):
+            columns[column] = pa.array([c[position] for c in codecs], pa.int64())
+        table = pa.table(columns).replace_schema_metadata({"verified": str(int(listing.verified))})
+        if writer is None:
+            writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
+        writer.write_table(table)
+        del rows, codecs, columns, table
+    assert writer is not None
+    writer.close()
     cache.write(f"{base}.parquet", sink.getvalue())
+    _release_arrow(pa)
+
+
+def _release_arrow(pa: Any) -> None:
+    """Give Arrow's freed buffers back to the system: converting a ~1M-member listing leaves ~150 MB
+    in its allocator's caches, held (unused) at the parent's peak through the whole plan."""
+    pa.default_memory_pool().release_unused()
 
 
 def _load(cache: Any, base: str, archive: Archive) -> Listing | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     try:
         table = read_part(cache, f"{base}.parquet")
         index = cache.read(f"{base}.gzidx") if archive.kind == "tar.gz" else None
     except Exception as exc:  # a damaged cache is rebuilt, never trusted: it is only a cache
         log.warning("%s: saved listing unreadable (%s); listing the archive again", archive.url, exc)
         return None
-    cols = table.to_pydict()
-    members = [tarscan.TarMember(*row) for row in zip(*(cols[c] for c in _COLUMNS[:4]), strict=True)]
-    codec_rows = zip(*(cols[c] for c in _COLUMNS[4:]), strict=True)
-    codecs = {i: codec for i, codec in enumerate(codec_rows) if codec[0] >= 0}
+    # Column by column, each column's Arrow buffers dropped once it is Python, and the codec columns
+    # only for the zip members that have one: a MOSEv2 tar has ~1M members, and the whole table beside
+    # eight Python lists of them was the peak of a rerun's plan.
     verified = (table.schema.metadata or {}).get(b"verified") == b"1"
+    has_codecs = len(table) > 0 and pc.max(table.column("method")).as_py() >= 0
+    zipped = None
+    if has_codecs:
+        zipped = table.append_column("row", pa.array(range(len(table)), pa.int64()))
+        zipped = zipped.select(["row", *_COLUMNS[4:]])
+        zipped = zipped.filter(pc.greater_equal(zipped.column("method"), 0))
+    arrays = {c: table.column(c) for c in _COLUMNS[:4]}
+    del table
+    names = arrays.pop("name").to_pylist()
+    offsets = arrays.pop("offset").to_pylist()
+    sizes = arrays.pop("size").to_pylist()
+    kinds: list[str] = []
+    for chunk in arrays.pop("kind").chunks:  # a row group each
+        if pa.types.is_dictionary(chunk.type):  # one str per kind, not one per member
+            values = chunk.dictionary.to_pylist()
+            kinds += [values[i] for i in chunk.indices.to_pylist()]
+        else:
+            kinds += chunk.to_pylist()
+    _release_arrow(pa)
+    members = [tarscan.TarMember(*row) for row in zip(names, offsets, sizes, kinds, strict=True)]
+    del names, offsets, sizes, kinds
+    codecs: dict[int, tuple[int, int, int, int]] = {}
+    if zipped is not None:
+        rows = zip(*(zipped.column(c).to_pylist() for c in ("row", *_COLUMNS[4:])), strict=True)
+        codecs = {row: (method, packed, crc, header) for row, method, packed, crc, header in rows}
     if index is not None:
         _remember(archive.key, index)
     return Listing(members, codecs, index, verified)

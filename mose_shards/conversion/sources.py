@@ -14,6 +14,7 @@ import json
 import logging
 import posixpath
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -51,12 +52,16 @@ class Blob:
     path: str  # filesystem path of the file or of the archive
     size: int
     offset: int | None = None  # data offset inside the archive (a zip member: its local header)
-    display: str = ""  # the name used in messages
+    display: str = ""  # the name used in messages; an archive member's name (shown after the archive's URL)
     version: str = ""  # ETag or mtime from the listing (storage.version_of); '' inside an archive
     archive: Archive | None = None  # the archive holding the bytes, None for a plain file
     codec: tuple[int, int, int, int] | None = None  # a zip member: method, packed size, CRC-32, header
 
     def __str__(self) -> str:
+        if self.archive is not None and self.display:
+            # Derived, not stored: a MOSEv2-size source has ~1M members, and the member name is
+            # already held by the listing, so a stored "URL:member" string cost ~110 bytes a blob.
+            return f"{self.archive.url}:{self.display}"
         return self.display or self.path
 
 
@@ -241,19 +246,23 @@ def _dir_entries(fs: Any, root: str, url: str) -> Iterator[_Entry]:
 def _archive_entries(archive: Archive, listing: Listing) -> Iterator[_Entry]:
     """Entries of a listed archive; refuse members that escape it or are links."""
     path = archive.paths[0]
-    for number, member in enumerate(listing.members):
+    members = listing.members
+    for number in range(len(members)):  # each member is dropped once its blob is made
+        member, members[number] = members[number], _GONE  # its tuple freed now, not after all of them
         name = member.name
-        display = f"{archive.url}:{name}"
         if name.startswith("/") or ".." in name.split("/"):
-            raise LayoutError(f"{display}: member path escapes the archive")
+            raise LayoutError(f"{archive.url}:{name}: member path escapes the archive")
         if member.kind == tarscan.LINK:
-            raise LayoutError(f"{display}: links are not allowed in a source archive")
+            raise LayoutError(f"{archive.url}:{name}: links are not allowed in a source archive")
         rel = name[2:] if name.startswith("./") else name
         if member.kind == tarscan.DIR:
             yield _Entry(rel.rstrip("/"), None)
         elif member.kind == tarscan.FILE:
             codec = listing.codecs.get(number)
-            yield _Entry(rel, Blob(path, member.size, member.offset, display, archive=archive, codec=codec))
+            yield _Entry(rel, Blob(path, member.size, member.offset, name, archive=archive, codec=codec))
+
+
+_GONE = tarscan.TarMember("", 0, 0, tarscan.OTHER, None)  # a consumed listing entry
 
 
 def _find_images(rel: str, layout: Layout) -> int | None:
@@ -338,8 +347,9 @@ def _build_splits(
     for name, split in splits.items():
         video_ids = sorted({v for (s, _k, v) in files if s == name})
         for video_id in video_ids:
-            jpgs = files.get((name, "jpg", video_id), {})
-            pngs = files.get((name, "png", video_id), {})
+            # Popped, not read: each video's names and dict go as its frames are made (the peak).
+            jpgs = files.pop((name, "jpg", video_id), {})
+            pngs = files.pop((name, "png", video_id), {})
             frames, video_problems = _pair_frames(jpgs, pngs, f"{origin}: {name}/{video_id}")
             if video_problems:
                 split.problems += [(video_id, p) for p in video_problems]
@@ -401,7 +411,8 @@ def _pair_frames(
             problems.append(f"{blob}: mask without a frame (no matching .jpg)")
     if not jpgs and not problems:
         problems.append(f"{where}: empty video folder (no .jpg frames)")
-    ordered = tuple(Frame(stem, blob, masks.get(n)) for n, (stem, blob) in sorted(frames.items()))
+    # Frame names repeat across videos (00000, 00001, ...): one str each, not one per frame.
+    ordered = tuple(Frame(sys.intern(stem), blob, masks.get(n)) for n, (stem, blob) in sorted(frames.items()))
     return ordered, problems
 
 
