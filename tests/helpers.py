@@ -79,3 +79,12 @@ def tree_bytes(root: Path, exclude: tuple[str, ...] = (".mose-shards",)) -> dict
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.relative_to(root).parts[0] not in exclude
     }
+
+
+def clean_conversion(raw: Path, tmp_path_factory: Any) -> Path:
+    """The reference for rerun tests: one uninterrupted single-worker conversion, one video per shard."""
+    from mose_shards.cli import main
+
+    out = Path(tmp_path_factory.mktemp("clean")) / "out"
+    assert main(["convert", str(raw), str(out), "--shard-size", "1", "--workers", "1", "-q"]) == 0
+    return out

@@ -19,7 +19,7 @@ from mose_shards.conversion.lease import LEASE_FILE, Holder, Lease
 from mose_shards.core.errors import OutputError
 from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate
-from tests.helpers import tree_bytes
+from tests.helpers import clean_conversion, tree_bytes
 from tests.s3server import S3Server
 
 SPEC = SynthSpec(videos=6, frames=4, size=(64, 48), seed=11)
@@ -32,9 +32,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def clean(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clean") / "out"
-    assert main(["convert", str(raw), str(out), "--shard-size", "1", "--workers", "1", "-q"]) == 0
-    return out
+    return clean_conversion(raw, tmp_path_factory)
 
 
 def _argv(raw: Path, out: Path) -> list[str]:

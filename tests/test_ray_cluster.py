@@ -18,7 +18,7 @@ from mose_shards.conversion.executors import make_executor
 from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate
 from tests import raycluster
-from tests.helpers import tree_bytes
+from tests.helpers import clean_conversion, tree_bytes
 
 pytestmark = pytest.mark.ray
 SPEC = SynthSpec(videos=8, frames=6, size=(96, 72), seed=13)  # sixteen one-video shards
@@ -31,9 +31,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def clean(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clean") / "out"
-    convert(ConvertConfig(str(raw), str(out), shard_size=1))
-    return out
+    return clean_conversion(raw, tmp_path_factory)
 
 
 @pytest.mark.slow
@@ -83,7 +81,7 @@ def test_local_paths_with_a_remote_cluster_are_refused(
     """A local SRC or OUT with a cluster on another host is refused in one line with a hint, before
     anything is written (no connection is attempted)."""
     out = tmp_path / "out"
-    assert main(["convert", str(raw), str(out), "--ray-address", "ray://10.255.255.1:10001", "-q"]) == 2
+    assert main(["convert", str(raw), str(out), "--ray-address", "ray://ray-head.invalid:10001", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a local path" in err[0] and "s3://" in err[0]
     assert not out.exists()

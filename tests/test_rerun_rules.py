@@ -12,7 +12,7 @@ import pytest
 from mose_shards.cli import main
 from mose_shards.core import storage
 from mose_shards.synth import SynthSpec, generate
-from tests.helpers import tree_bytes
+from tests.helpers import clean_conversion, tree_bytes
 
 SPEC = SynthSpec(videos=3, frames=4, size=(64, 48), seed=5, categories=True)
 SHARD = "1"  # one video per shard
@@ -26,9 +26,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def clean(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clean") / "out"
-    assert main(["convert", str(raw), str(out), "--shard-size", SHARD, "-q", "--workers", "1"]) == 0
-    return out
+    return clean_conversion(raw, tmp_path_factory)
 
 
 def _unfinished(clean: Path, out: Path) -> None:

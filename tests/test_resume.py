@@ -19,7 +19,7 @@ from mose_shards.cli import main
 from mose_shards.conversion.config import ConvertConfig
 from mose_shards.conversion.orchestrate import convert
 from mose_shards.synth import SynthSpec, generate
-from tests.helpers import tree_bytes
+from tests.helpers import clean_conversion, tree_bytes
 from tests.s3server import S3Server
 
 # Twenty one-video shards (a 1-byte cap gives every video a shard of its own): a run lasts long
@@ -37,9 +37,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def clean(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: one uninterrupted conversion."""
-    out = tmp_path_factory.mktemp("clean") / "out"
-    assert main(["convert", str(raw), str(out), "--shard-size", SHARD, "--workers", "1", "-q"]) == 0
-    return out
+    return clean_conversion(raw, tmp_path_factory)
 
 
 def _command(raw: Path, out: Path, *extra: str) -> list[str]:
