@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from array import array
 from pathlib import Path
 
 import pytest
 
 from mose_shards.conversion.plan import fingerprint, plan_split, video_cost
-from mose_shards.conversion.sources import Blob, Frame, SourceVideo, discover
+from mose_shards.conversion.sources import SourceVideo, discover
+from mose_shards.conversion.videos import Files
 
 
 def fake_video(video_id: str, frames: int, size: int) -> SourceVideo:
-    blob = Blob(f"/src/{video_id}", size)
-    return SourceVideo("train", video_id, tuple(Frame(f"{i:05d}", blob, blob) for i in range(frames)))
+    names = tuple(f"{i:05d}" for i in range(frames))
+    jpgs = Files(f"/src/{video_id}", "", tuple(f"{n}.jpg" for n in names), array("q", [size] * frames))
+    pngs = Files(f"/src/{video_id}", "", tuple(f"{n}.png" for n in names), array("q", [size] * frames))
+    return SourceVideo("train", video_id, names, jpgs, pngs)
 
 
 def test_plan_fills_shards_in_id_order_under_the_cap() -> None:

@@ -181,7 +181,7 @@ def _inputs(config: ConvertConfig, splits: list[Split], store: Store) -> list[st
             for blob in split.small_files:
                 digest = hashlib.sha256(reader.read_many([blob])[0]).hexdigest()
                 items.append(f"{split.name}:{posixpath.basename(str(blob))}:{digest}")
-    archives = {v.frames[0].jpg.archive.key for s in splits for v in s.videos if v.frames[0].jpg.archive}
+    archives = {v.jpgs.archive.key for s in splits for v in s.videos if v.jpgs.archive is not None}
     items += [f"archive:{key}" for key in sorted(archives)]
     return items
 

@@ -46,17 +46,21 @@ class ShardPlan:
 
     @property
     def frames(self) -> int:
-        return sum(len(v.frames) for v in self.videos)
+        return sum(v.num_frames for v in self.videos)
 
 
 def video_cost(video: SourceVideo) -> int:
     """Upper bound of the bytes a video takes in a shard."""
     total = 0
-    for frame in video.frames:
-        key = layout.sample_key(video.video_id, frame.name)
-        total += member_cost(f"{key}.jpg", frame.jpg.size)
-        total += member_cost(f"{key}.png", frame.png.size if frame.png else len(PLACEHOLDER_PNG))
-        total += member_cost(f"{key}.json", JSON_ALLOWANCE + 2 * len(video.video_id))
+    json_size = JSON_ALLOWANCE + 2 * len(video.video_id)
+    masks = video.mask_of()
+    placeholder = len(PLACEHOLDER_PNG)
+    for i, (name, jpg_size) in enumerate(zip(video.names, video.jpgs.sizes, strict=True)):
+        key = layout.sample_key(video.video_id, name)
+        mask = masks[i]
+        total += member_cost(f"{key}.jpg", jpg_size)
+        total += member_cost(f"{key}.png", placeholder if mask is None else video.pngs.sizes[mask])
+        total += member_cost(f"{key}.json", json_size)
     return total
 
 
@@ -104,7 +108,9 @@ def fingerprint(plans: Iterable[ShardPlan], options: dict[str, Any], inputs: Ite
         digest.update(f"\n{plan.name}".encode())
         for video in plan.videos:
             digest.update(f"|{video.video_id}".encode())
-            for frame in video.frames:
-                png = f"{frame.png.size}:{frame.png.version}" if frame.png else "-1"
-                digest.update(f",{frame.name}:{frame.jpg.size}:{frame.jpg.version}:{png}".encode())
+            jpgs, pngs, masks = video.jpgs, video.pngs, video.mask_of()
+            for i, name in enumerate(video.names):
+                mask = masks[i]
+                png = "-1" if mask is None else f"{pngs.sizes[mask]}:{pngs.version(mask)}"
+                digest.update(f",{name}:{jpgs.sizes[i]}:{jpgs.version(i)}:{png}".encode())
     return digest.hexdigest()

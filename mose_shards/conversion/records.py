@@ -51,7 +51,8 @@ def build_video(
     width = height = 0
     presence: dict[int, list[tuple[int, int]]] = {}  # object id -> [(frame index, area)]
     annotated: list[int] = []
-    for index, (frame, jpg, png) in enumerate(zip(video.frames, jpgs, pngs, strict=True)):
+    frames = video.frames
+    for index, (frame, jpg, png) in enumerate(zip(frames, jpgs, pngs, strict=True)):
         size = jpeg_size(jpg, str(frame.jpg))
         if index == 0:
             width, height = size
@@ -73,11 +74,11 @@ def build_video(
         "video_id": video.video_id,
         "width": width,
         "height": height,
-        "num_frames": len(video.frames),
+        "num_frames": video.num_frames,
         "num_annotated_frames": len(annotated),
         "num_objects": len(presence),
-        "first_frame_name": video.frames[0].name,
-        "last_frame_name": video.frames[-1].name,
+        "first_frame_name": video.names[0],
+        "last_frame_name": video.names[-1],
         "jpg_bytes": sum(len(b) for b in jpgs),
         "png_bytes": sum(len(b) for b in pngs if b is not None),
     }
@@ -127,7 +128,7 @@ def frame_json(video: SourceVideo, index: int, frame: Frame, size: tuple[int, in
         "video_id": video.video_id,
         "frame_index": index,
         "frame_name": frame.name,
-        "num_frames": len(video.frames),
+        "num_frames": video.num_frames,
         "has_mask": has_mask,
         "width": size[0],
         "height": size[1],

@@ -14,11 +14,9 @@ import json
 import logging
 import posixpath
 import re
-import sys
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core import tarscan
 from ..core.errors import LayoutError
@@ -26,12 +24,13 @@ from ..core.storage import StorageOptions, url_to_fs, version_of
 from .archives import Archive, Listing, archive_at, group_parts, load_or_scan, missing_listed
 from .parts import find_sums
 from .reader import SourceReader
+from .videos import Blob, Codec, Frame, Gathered, SourceVideo, pair
+
+__all__ = ["Blob", "Frame", "Layout", "SourceVideo", "Split", "discover"]  # the records live in .videos
 
 log = logging.getLogger(__name__)
 
-FRAME_EXTENSIONS = (".jpg", ".jpeg")
 _SPLIT_META = re.compile(r"^meta_(?P<split>[^/]+)\.json$")  # MOSEv2 ships meta_train.json beside the archives
-MASK_EXTENSIONS = (".png",)
 
 
 @dataclass(frozen=True)
@@ -45,45 +44,6 @@ class Layout:
     split_lists: str | None = None  # DAVIS: ImageSets/2017/<split>.txt name each split's videos
 
 
-@dataclass(frozen=True, slots=True)
-class Blob:
-    """Where one source file's bytes are: a file, or a range of a tar archive."""
-
-    path: str  # filesystem path of the file or of the archive
-    size: int
-    offset: int | None = None  # data offset inside the archive (a zip member: its local header)
-    display: str = ""  # the name used in messages; an archive member's name (shown after the archive's URL)
-    version: str = ""  # ETag or mtime from the listing (storage.version_of); '' inside an archive
-    archive: Archive | None = None  # the archive holding the bytes, None for a plain file
-    codec: tuple[int, int, int, int] | None = None  # a zip member: method, packed size, CRC-32, header
-
-    def __str__(self) -> str:
-        if self.archive is not None and self.display:
-            # Derived, not stored: a MOSEv2-size source has ~1M members, and the member name is
-            # already held by the listing, so a stored "URL:member" string cost ~110 bytes a blob.
-            return f"{self.archive.url}:{self.display}"
-        return self.display or self.path
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    name: str
-    jpg: Blob
-    png: Blob | None
-
-
-@dataclass(frozen=True, slots=True)
-class SourceVideo:
-    split: str
-    video_id: str
-    frames: tuple[Frame, ...]
-    categories: tuple[tuple[int, str], ...] = ()
-
-    @property
-    def source_bytes(self) -> int:
-        return sum(f.jpg.size + (f.png.size if f.png else 0) for f in self.frames)
-
-
 @dataclass
 class Split:
     name: str
@@ -92,10 +52,38 @@ class Split:
     small_files: list[Blob] = field(default_factory=list)  # read at discovery: meta.json, split lists
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    rel: str  # path relative to the source root, '/'-separated
-    blob: Blob | None  # None for a directory
+class _Entry(NamedTuple):
+    rel: str  # path relative to the source root, '/'-separated (an archive member's without './')
+    size: int  # -1 for a directory
+    offset: int | None = None  # data offset inside an archive
+    version: str = ""  # ETag or mtime of a plain file
+    codec: Codec | None = None  # a zip member's
+    dotted: bool = False  # an archive member named ./rel
+
+
+@dataclass(frozen=True)
+class _Root:
+    """What the entries of one listing are relative to: a folder (path and URL) or an archive."""
+
+    origin: str  # the URL, for messages
+    path: str = ""  # a folder's path, '/'-terminated
+    archive: Archive | None = None
+
+    def blob(self, entry: _Entry) -> Blob:
+        if self.archive is None:
+            return Blob(self.path + entry.rel, entry.size, None, self._shown(entry.rel), entry.version)
+        name = f"./{entry.rel}" if entry.dotted else entry.rel
+        archive = self.archive
+        return Blob(archive.paths[0], entry.size, entry.offset, name, archive=archive, codec=entry.codec)
+
+    def gathered(self, folder: str, dotted: bool) -> Gathered:
+        """The builder of one video's files found in `folder` (relative to the root)."""
+        if self.archive is None:
+            return Gathered(self.path + folder, self._shown(folder) + "/", None)
+        return Gathered("", f"./{folder}/" if dotted else f"{folder}/", self.archive)
+
+    def _shown(self, rel: str) -> str:
+        return f"{self.origin.rstrip('/')}/{rel}"
 
 
 def discover(
@@ -131,8 +119,9 @@ def discover(
         return archives.splits([archive], folder, folder_url)
     entries = list(_dir_entries(fs, root, url))
     if any(_find_images(e.rel, layout) is not None for e in entries):
-        found = _group(fs, entries, layout, default_split=posixpath.basename(root.rstrip("/")), origin=url)
-        return _split_by_lists(fs, entries, found, layout) if layout.split_lists else found
+        here = _Root(url, path=root.rstrip("/") + "/")
+        found = _group(fs, entries, layout, posixpath.basename(root.rstrip("/")), here)
+        return _split_by_lists(fs, entries, found, layout, here) if layout.split_lists else found
     listing = {posixpath.basename(i["name"].rstrip("/")): i for i in fs.ls(root, detail=True)}
     shipped = group_parts(listing, root.rstrip("/"), url.rstrip("/"))
     if splits and any(a.split in splits for a in shipped):
@@ -186,20 +175,23 @@ class _Archives:
             if self.layout.split_lists:
                 entries = list(entries)
             del listing
-            grouped = _group(self.fs, entries, self.layout, archive.split, archive.url, outside)
+            root = _Root(archive.url, archive=archive)
+            grouped = _group(self.fs, entries, self.layout, archive.split, root, outside)
             found += (
-                _split_by_lists(self.fs, list(entries), grouped, self.layout)
+                _split_by_lists(self.fs, list(entries), grouped, self.layout, root)
                 if self.layout.split_lists
                 else grouped
             )
         return _merge(found)
 
 
-def _split_by_lists(fs: Any, entries: list[_Entry], found: list[Split], layout: Layout) -> list[Split]:
+def _split_by_lists(
+    fs: Any, entries: list[_Entry], found: list[Split], layout: Layout, root: _Root
+) -> list[Split]:
     """Re-split one folder's videos by list files (DAVIS: ImageSets/2017/train.txt, val.txt), found
     at the top of the source or under one folder (DAVIS-2017-trainval-480p.zip holds DAVIS/...)."""
     folder = f"{layout.split_lists}/"
-    lists = {name: e.blob for e in entries if e.blob and (name := _list_name(e.rel, folder))}
+    lists = {name: root.blob(e) for e in entries if e.size >= 0 and (name := _list_name(e.rel, folder))}
     if not lists:
         raise LayoutError(f"no {folder}<split>.txt list files in the source (the pipeline expects them)")
     videos = {v.video_id: v for split in found for v in split.videos}
@@ -237,29 +229,29 @@ def _dir_entries(fs: Any, root: str, url: str) -> Iterator[_Entry]:
         if not path.startswith(prefix):
             continue
         rel = path[len(prefix) :]
-        is_dir = info.get("type") == "directory"
-        display = f"{url.rstrip('/')}/{rel}"
-        blob = None if is_dir else Blob(path, int(info["size"]), None, display, version_of(info))
-        yield _Entry(rel, blob)
+        if info.get("type") == "directory":
+            yield _Entry(rel, -1)
+        else:
+            yield _Entry(rel, int(info["size"]), None, version_of(info))
 
 
 def _archive_entries(archive: Archive, listing: Listing) -> Iterator[_Entry]:
     """Entries of a listed archive; refuse members that escape it or are links."""
-    path = archive.paths[0]
     members = listing.members
-    for number in range(len(members)):  # each member is dropped once its blob is made
+    codecs = listing.codecs
+    for number in range(len(members)):  # each member is dropped once its entry is made
         member, members[number] = members[number], _GONE  # its tuple freed now, not after all of them
         name = member.name
         if name.startswith("/") or ".." in name.split("/"):
             raise LayoutError(f"{archive.url}:{name}: member path escapes the archive")
         if member.kind == tarscan.LINK:
             raise LayoutError(f"{archive.url}:{name}: links are not allowed in a source archive")
-        rel = name[2:] if name.startswith("./") else name
+        dotted = name.startswith("./")
+        rel = name[2:] if dotted else name
         if member.kind == tarscan.DIR:
-            yield _Entry(rel.rstrip("/"), None)
+            yield _Entry(rel.rstrip("/"), -1)
         elif member.kind == tarscan.FILE:
-            codec = listing.codecs.get(number)
-            yield _Entry(rel, Blob(path, member.size, member.offset, name, archive=archive, codec=codec))
+            yield _Entry(rel, member.size, member.offset, "", codecs.get(number) if codecs else None, dotted)
 
 
 _GONE = tarscan.TarMember("", 0, 0, tarscan.OTHER, None)  # a consumed listing entry
@@ -273,89 +265,108 @@ def _find_images(rel: str, layout: Layout) -> int | None:
     return None
 
 
+Key = tuple[str, str, str]  # (split, "jpg" or "png", video id)
+
+
 def _group(
     fs: Any,
     entries: Iterable[_Entry],
     layout: Layout,
     default_split: str,
-    origin: str,
+    root: _Root,
     outside: dict[str, tuple[Blob, str | None]] | None = None,
 ) -> list[Split]:
     """Sort entries into splits -> videos -> frames, recording problems per video.
 
     `outside`: meta files found beside an archive (split -> blob and its expected sha256)."""
-    files: dict[tuple[str, str, str], dict[str, Blob]] = defaultdict(dict)  # (split, kind, video) -> name
-    dirs: set[tuple[str, str, str]] = set()
+    files: dict[Key, Gathered] = {}
+    places: dict[Key, tuple[str, bool]] = {}  # the folder each video's files are in
+    dirs: set[Key] = set()
     metas: dict[str, tuple[Blob, str | None]] = {}
     problems: list[tuple[str, str, str]] = []
-    for entry in entries:
-        parts = entry.rel.split("/")
-        if any(p.startswith(".") or p == "__MACOSX" for p in parts):
+    images, masks, resolution = layout.images_dir, layout.masks_dir, layout.resolution
+    for entry in entries:  # ~1M for MOSEv2: kept to plain str and list operations
+        rel = entry.rel
+        parts = rel.split("/")
+        if "/." in f"/{rel}" or "__MACOSX" in parts:
             continue  # editor and archiver debris: .DS_Store, ._files, __MACOSX/
-        if entry.blob and parts[-1] == layout.meta_file:
-            metas[parts[-2] if len(parts) > 1 else default_split] = (entry.blob, None)
+        is_file = entry.size >= 0
+        if is_file and parts[-1] == layout.meta_file:
+            metas[parts[-2] if len(parts) > 1 else default_split] = (root.blob(entry), None)
             continue
-        if entry.blob and (named := _SPLIT_META.match(parts[-1])):
-            metas[named.group("split")] = (entry.blob, None)
+        if is_file and parts[-1].startswith("meta_") and (named := _SPLIT_META.match(parts[-1])):
+            metas[named.group("split")] = (root.blob(entry), None)
             continue
-        index = _find_images(entry.rel, layout)
-        if index is None:
+        if images in parts:
+            index = parts.index(images)
+        elif masks in parts:
+            index = parts.index(masks)
+        else:
             continue
         split = parts[index - 1] if index > 0 else default_split
-        kind = "jpg" if parts[index] == layout.images_dir else "png"
+        kind = "jpg" if parts[index] == images else "png"
         rest = parts[index + 1 :]
-        if layout.resolution is not None:
-            if not rest or rest[0] != layout.resolution:
+        if resolution is not None:
+            if not rest or rest[0] != resolution:
                 continue
             rest = rest[1:]
-        if entry.blob is None:
+        if not is_file:
             if len(rest) == 1:
                 dirs.add((split, kind, rest[0]))
             elif len(rest) == 2:
-                where = f"{origin.rstrip('/')}/{entry.rel}"
+                where = root._shown(rel)
                 problems.append((split, rest[0], f"{where}: a folder where a frame or mask file is expected"))
             continue
         if len(rest) != 2:
             hint = f"expected {parts[index]}/<video>/<frame> (a DAVIS tree needs --pipeline davis-2017)"
-            problems.append((split, rest[0] if rest else "", f"{entry.blob}: unexpected location; {hint}"))
+            message = f"{root.blob(entry)}: unexpected location; {hint}"
+            problems.append((split, rest[0] if rest else "", message))
             continue
-        files[(split, kind, rest[0])][rest[1]] = entry.blob
-    for split, kind, video in dirs:
-        files.setdefault((split, kind, video), {})
-    splits_seen = {split for split, _kind, _video in files} | {split for split, _video, _p in problems}
+        key = (split, kind, rest[0])
+        place = (rel[: -len(rest[1]) - 1], entry.dotted)
+        gathered = files.get(key)
+        if gathered is None:
+            gathered = files[key] = root.gathered(*place)
+            places[key] = place
+        elif places[key] != place and gathered.elsewhere is None:
+            gathered.elsewhere = f"{root.gathered(*place).shown} and {gathered.shown}"
+        gathered.add(rest[1], entry.size, entry.offset, entry.version, entry.codec)
+    splits_seen = {split for split, _kind, _video in files} | {split for split, _kind, _video in dirs}
+    splits_seen |= {split for split, _video, _p in problems}
     for split, meta in (outside or {}).items():
         if split in splits_seen:
             metas.setdefault(split, meta)
     categories = {s: read_categories(fs, blob, expected) for s, (blob, expected) in metas.items()}
-    built = _build_splits(files, problems, origin, categories)
+    built = _build_splits(files, dirs, problems, root.origin, categories)
     for found in built:
         found.small_files += [metas[found.name][0]] if found.name in metas else []
     return built
 
 
 def _build_splits(
-    files: dict[tuple[str, str, str], dict[str, Blob]],
+    files: dict[Key, Gathered],
+    dirs: set[Key],
     problems: list[tuple[str, str, str]],
     origin: str,
     categories: dict[str, dict[str, dict[int, str]]],
 ) -> list[Split]:
     splits: dict[str, Split] = {}
-    for split_name, _kind, _video in files:
+    for split_name, _kind, _video in [*files, *dirs]:
         splits.setdefault(split_name, Split(split_name))
     for split_name, video_id, message in problems:
         splits.setdefault(split_name, Split(split_name)).problems.append((video_id, message))
     for name, split in splits.items():
-        video_ids = sorted({v for (s, _k, v) in files if s == name})
+        video_ids = sorted({v for (s, _k, v) in [*files, *dirs] if s == name})
         for video_id in video_ids:
-            # Popped, not read: each video's names and dict go as its frames are made (the peak).
-            jpgs = files.pop((name, "jpg", video_id), {})
-            pngs = files.pop((name, "png", video_id), {})
-            frames, video_problems = _pair_frames(jpgs, pngs, f"{origin}: {name}/{video_id}")
-            if video_problems:
+            # Popped: each video's lists go as its columns are made (the plan's peak).
+            jpgs = files.pop((name, "jpg", video_id), None)
+            pngs = files.pop((name, "png", video_id), None)
+            video, video_problems = pair(name, video_id, jpgs, pngs, f"{origin}: {name}/{video_id}")
+            if video is None:
                 split.problems += [(video_id, p) for p in video_problems]
                 continue
             cats = tuple(sorted(categories.get(name, {}).get(video_id, {}).items()))
-            split.videos.append(SourceVideo(name, video_id, frames, cats))
+            split.videos.append(replace(video, categories=cats) if cats else video)
     return [splits[name] for name in sorted(splits)]
 
 
@@ -374,46 +385,6 @@ def read_categories(fs: Any, blob: Blob, expected: str | None = None) -> dict[st
         }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LayoutError(f"{blob}: not a YouTube-VOS meta.json ({exc.__class__.__name__}: {exc})") from None
-
-
-def _frame_key(file_name: str, exts: tuple[str, ...]) -> tuple[str, int | None, bool]:
-    stem, ext = posixpath.splitext(file_name)
-    ok_ext = ext.lower() in exts
-    number = int(stem) if stem.isdigit() else None
-    return stem, number, ok_ext
-
-
-def _pair_frames(
-    jpgs: dict[str, Blob], pngs: dict[str, Blob], where: str
-) -> tuple[tuple[Frame, ...], list[str]]:
-    """Pair each JPEG with its mask by frame name; order frames numerically; report every problem."""
-    problems: list[str] = []
-    frames: dict[int, tuple[str, Blob]] = {}
-    masks: dict[int, Blob] = {}
-    for table, exts, kind in ((jpgs, FRAME_EXTENSIONS, "frame"), (pngs, MASK_EXTENSIONS, "mask")):
-        seen: dict[int, Blob] = {}
-        for file_name, blob in sorted(table.items()):
-            stem, number, ok_ext = _frame_key(file_name, exts)
-            if not ok_ext:
-                problems.append(f"{blob}: not a {kind} file (expected {' or '.join(exts)})")
-            elif number is None:
-                problems.append(f"{blob}: frame name {stem!r} is not numeric")
-            elif number in seen:
-                problems.append(f"{blob}: duplicate frame number {number} (also {seen[number]})")
-            else:
-                seen[number] = blob
-                if kind == "frame":
-                    frames[number] = (stem, blob)
-                else:
-                    masks[number] = blob
-    for number, blob in sorted(masks.items()):
-        if number not in frames:
-            problems.append(f"{blob}: mask without a frame (no matching .jpg)")
-    if not jpgs and not problems:
-        problems.append(f"{where}: empty video folder (no .jpg frames)")
-    # Frame names repeat across videos (00000, 00001, ...): one str each, not one per frame.
-    ordered = tuple(Frame(sys.intern(stem), blob, masks.get(n)) for n, (stem, blob) in sorted(frames.items()))
-    return ordered, problems
 
 
 def _merge(splits: list[Split]) -> list[Split]:

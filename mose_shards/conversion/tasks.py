@@ -146,12 +146,12 @@ def _publish(store: Store, plan: ShardPlan, workdir: str, result: ShardResult) -
 
 
 def _read_video(reader: SourceReader, video: SourceVideo, void_label: int | None) -> VideoRecords:
-    blobs = [f.jpg for f in video.frames] + [f.png for f in video.frames if f.png is not None]
+    count = video.num_frames
+    blobs = [video.jpgs.blob(i) for i in range(count)] + [video.pngs.blob(i) for i in range(len(video.pngs))]
     data = reader.read_many(blobs)  # DataError naming the file that cannot be read
-    jpgs = data[: len(video.frames)]
-    it = iter(data[len(video.frames) :])
-    pngs = [next(it) if f.png is not None else None for f in video.frames]
-    return build_video(video, jpgs, pngs, void_label)
+    masks = video.mask_of()
+    pngs = [None if m is None else data[count + m] for m in masks]
+    return build_video(video, data[:count], pngs, void_label)
 
 
 def _collect(rows: dict[str, list[dict[str, Any]]], records: VideoRecords, shard: str) -> None:

@@ -14,6 +14,7 @@ silently) and a member whose data runs past the end are errors naming the archiv
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -155,8 +156,12 @@ def scan(
         window.drain()
 
 
+# name, size, checksum, type flag, magic, prefix: the fields read, unpacked in one C call
+_FIELDS = struct.Struct("100s24x12s12x8sc100x6s82x155s12x")
+
+
 def _header(header: bytes, where: str, offset: int) -> tuple[str, int, bytes]:
-    stored = header[148:156]
+    name, size, stored, flag, magic, prefix = _FIELDS.unpack(header)
     try:
         recorded = int(stored.split(b"\0", 1)[0].strip() or b"0", 8)
     except ValueError:
@@ -166,12 +171,10 @@ def _header(header: bytes, where: str, offset: int) -> tuple[str, int, bytes]:
     if (recorded + sum(stored) - 8 * 0x20 + 1) % 65521 != zlib.adler32(header) & 0xFFFF:
         what = "not a tar archive" if offset == 0 else f"damaged tar header at byte {offset}"
         raise LayoutError(f"{where}: {what} (bad header checksum)")
-    name = header[:100].split(b"\0", 1)[0]
-    if header[257:262] == b"ustar":
-        prefix = header[345:500].split(b"\0", 1)[0]
-        if prefix:
-            name = prefix + b"/" + name
-    return name.decode("utf-8", "surrogateescape"), _number(header[124:136], where, offset), header[156:157]
+    name = name.split(b"\0", 1)[0]
+    if magic[:5] == b"ustar" and prefix[0]:
+        name = prefix.split(b"\0", 1)[0] + b"/" + name
+    return name.decode("utf-8", "surrogateescape"), _number(size, where, offset), flag
 
 
 def _number(field: bytes, where: str, offset: int) -> int:
