@@ -62,9 +62,9 @@ def _check_regular(kind: str, name: str, where: str) -> None:
         raise LayoutError(f"{where}: member {name} is not a regular file")
 
 
-def member_cost(name: str, size: int) -> int:
-    """Bytes one member takes in a tar: header(s) plus data padded to a block."""
-    header = _HEADER + (2 * _HEADER if len(name) > _LONG_NAME else 0)
+def member_cost(name_length: int, size: int) -> int:
+    """Bytes one member takes in a tar: header(s) (a long name adds two) plus data padded to a block."""
+    header = _HEADER + (2 * _HEADER if name_length > _LONG_NAME else 0)
     return header + -(-size // _HEADER) * _HEADER
 
 
