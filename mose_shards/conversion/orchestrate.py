@@ -19,6 +19,7 @@ import json
 import logging
 import posixpath
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,12 +39,12 @@ from ..core.layout import (
 )
 from ..core.storage import Store
 from .config import ConvertConfig, default_workers
-from .executors import Executor, make_executor
+from .executors import Executor, ProcessExecutor, make_executor
 from .lease import Lease
 from .plan import ShardPlan, fingerprint, plan_split
 from .reader import SourceReader
 from .sources import Split, discover
-from .tasks import ShardResult, ShardTask, done_marker, run_shard
+from .tasks import PartDone, ShardResult, ShardTask, done_marker, run_shard, split_tail
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +152,14 @@ def _run(
         else {}
     )
     runner = executor or make_executor(config.executor, workers, **options)
+    if isinstance(runner, ProcessExecutor):  # local processes share a disk: the last shards by parts
+        tasks = split_tail(tasks, runner.workers, uuid.uuid4().hex[:12])
     errors: list[str] = []
     frames_of = {p.name: p.frames for p in plans}
     for result in runner.run(run_shard, tasks):
         lease.check()
+        if isinstance(result, PartDone):
+            continue
         if result.errors:
             errors += result.errors
             continue

@@ -2,6 +2,11 @@
 
 A task is a plain picklable object, so any executor (a loop, a process pool, Ray) can run it. Files
 are staged locally and moved into place only when complete; the done marker is written last.
+
+A shard can also be built by parts (`ShardTask.part`), so that the last shards of a run keep every
+local worker busy: each part converts a run of the shard's videos into a tar segment and its rows,
+in a folder the parts share on this machine; the part that finishes last joins them into the shard,
+byte for byte the one a single task writes, and publishes it.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ import builtins
 import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..core import layout
@@ -23,7 +30,7 @@ from .plan import ShardPlan
 from .reader import SourceReader
 from .records import VideoRecords, build_video
 from .sources import SourceVideo
-from .writers import ShardWriter, sha256_file, write_table
+from .writers import ShardWriter, join_segments, sha256_file, write_table
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,15 @@ class ShardTask:
     on_error: str = "strict"
     source_options: dict[str, Any] = field(default_factory=dict)
     output_options: dict[str, Any] = field(default_factory=dict)
+    part: tuple[int, int] | None = None  # (k, n): the k-th of n runs of the shard's videos
+    run: str = ""  # the run's id: the parts of one shard meet in a folder named by it
+
+
+@dataclass(frozen=True)
+class PartDone:
+    """One part of a shard is converted; the shard is not complete yet (another part joins it)."""
+
+    shard: str
 
 
 @dataclass(frozen=True)
@@ -68,48 +84,78 @@ def done_marker(plan: ShardPlan) -> str:
     return layout.done_marker(plan.split, plan.index)
 
 
-def run_shard(task: ShardTask) -> ShardResult:
-    """Build one shard; in strict mode a broken video fails the task with every problem found."""
+def run_shard(task: ShardTask) -> ShardResult | PartDone:
+    """Build one shard (or a part of it); in strict mode a broken video fails the shard with every
+    problem found."""
     store = Store(task.output, task.output_options)
     staging = store.staging_dir()
     if staging:
         os.makedirs(staging, exist_ok=True)
+    if task.part is not None:
+        return _run_part(task, store, staging or tempfile.gettempdir())
     # Remote outputs stage in the system temp folder; the prefix names whose files they are.
     workdir = tempfile.mkdtemp(prefix=f"mose-shards-{task.plan.name}-", dir=staging)
     try:
-        return _build(task, store, workdir)
+        tar_path = os.path.join(workdir, "shard.tar")
+        with ShardWriter(path=tar_path) as writer:
+            converted = _convert(task, store, task.plan.videos, writer)
+        if converted.errors:
+            return _failed(task.plan, converted.errors)
+        return _finish(task, store, workdir, converted, writer.members)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _build(task: ShardTask, store: Store, workdir: str) -> ShardResult:
-    plan = task.plan
-    rows: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
-    skipped: list[dict[str, str]] = []
-    errors: list[str] = []
-    tar_path = os.path.join(workdir, "shard.tar")
-    with (
-        SourceReader(task.source, task.source_options, cache=store) as reader,
-        ShardWriter(path=tar_path) as writer,
-    ):
-        for video in plan.videos:
+@dataclass
+class _Converted:
+    """A run of videos converted: their table rows, skipped videos, errors (strict) and samples."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {table: [] for table in TABLES})
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    samples: int = 0
+
+    def extend(self, other: _Converted) -> None:
+        for table in TABLES:
+            self.rows[table] += other.rows[table]
+        self.skipped += other.skipped
+        self.errors += other.errors
+        self.samples += other.samples
+
+
+def _convert(task: ShardTask, store: Store, videos: Sequence[SourceVideo], writer: ShardWriter) -> _Converted:
+    out = _Converted()
+    with SourceReader(task.source, task.source_options, cache=store) as reader:
+        for video in videos:
             try:
                 records = _read_video(reader, video, task.void_label)
             except DataError as exc:
                 if task.on_error == "strict":
-                    errors.append(str(exc))
+                    out.errors.append(str(exc))
                 else:
-                    skipped.append({"video_id": video.video_id, "reason": str(exc)})
+                    out.skipped.append({"video_id": video.video_id, "reason": str(exc)})
                 continue
-            if errors:
+            if out.errors:
                 continue  # strict mode keeps checking the rest, but writes nothing more
             for key, members in records.samples:
                 writer.write(key, members)
-            _collect(rows, records, plan.shard_path)
-    if errors:
-        return _failed(plan, errors)
-    _fill_offsets(rows["frames"], writer.members)
-    writer.members = {}  # ~1 KB a frame: gone before the tables are built, the shard's peak
+            _collect(out.rows, records, task.plan.shard_path)
+    out.samples = writer.samples
+    return out
+
+
+def _finish(
+    task: ShardTask,
+    store: Store,
+    workdir: str,
+    converted: _Converted,
+    members: dict[tuple[str, str], tuple[int, int]],
+) -> ShardResult:
+    """The shard's tar is at workdir/shard.tar: its tables, its result, and publish them."""
+    plan, rows = task.plan, converted.rows
+    tar_path = os.path.join(workdir, "shard.tar")
+    _fill_offsets(rows["frames"], members)
+    members.clear()  # ~1 KB a frame: gone before the tables are built, the shard's peak
     videos, masks = len(rows["videos"]), len(rows["masks"])
     annotated = sum(1 for r in rows["frames"] if r["has_mask"])
     for table in TABLES:  # each table's rows freed once written
@@ -120,15 +166,79 @@ def _build(task: ShardTask, store: Store, workdir: str) -> ShardResult:
         path=plan.shard_path,
         bytes=os.path.getsize(tar_path),
         sha256=sha256_file(tar_path),
-        samples=writer.samples,
+        samples=converted.samples,
         videos=videos,
         annotated_frames=annotated,
         masks=masks,
         tables=plan.table_paths,
-        skipped=skipped,
+        skipped=converted.skipped,
     )
     _publish(store, plan, workdir, result)
     return result
+
+
+def part_videos(videos: Sequence[SourceVideo], k: int, n: int) -> list[SourceVideo]:
+    """The k-th of n runs of videos, cut by frame count (a video goes where its first frame falls)."""
+    total = sum(v.num_frames for v in videos)
+    out, seen = [], 0
+    for video in videos:
+        if seen * n // max(total, 1) == k:
+            out.append(video)
+        seen += video.num_frames
+    return out
+
+
+def _run_part(task: ShardTask, store: Store, staging: str) -> ShardResult | PartDone:
+    """Convert this part into a segment and its rows; the part finishing last joins the shard."""
+    assert task.part is not None
+    k, n = task.part
+    folder = os.path.join(staging, f"mose-shards-{task.plan.name}-parts-{task.run}")
+    os.makedirs(folder, exist_ok=True)
+    with ShardWriter(path=os.path.join(folder, f"segment-{k}.tar"), trailer=False) as writer:
+        converted = _convert(task, store, part_videos(task.plan.videos, k, n), writer)
+    with open(os.path.join(folder, f"part-{k}.pickle"), "wb") as fh:
+        pickle.dump(converted, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    _touch(os.path.join(folder, f"done-{k}"))  # after its files: a part seen done is complete
+    # Each part marks itself done before it looks, so the last to finish sees every mark; when two
+    # finish together and both see them all, the exclusive claim lets exactly one of them join.
+    if not all(os.path.exists(os.path.join(folder, f"done-{j}")) for j in range(n)):
+        return PartDone(task.plan.name)
+    try:
+        _touch(os.path.join(folder, "join"), exclusive=True)
+    except FileExistsError:
+        return PartDone(task.plan.name)
+    try:
+        return _join(task, store, folder, n)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _join(task: ShardTask, store: Store, folder: str, n: int) -> ShardResult:
+    converted = _Converted()
+    for j in range(n):
+        with open(os.path.join(folder, f"part-{j}.pickle"), "rb") as fh:
+            converted.extend(pickle.load(fh))  # written by our own part tasks, this run
+    if converted.errors:
+        return _failed(task.plan, converted.errors)
+    segments = [os.path.join(folder, f"segment-{j}.tar") for j in range(n)]
+    members = join_segments(segments, os.path.join(folder, "shard.tar"))
+    for segment in segments:
+        os.remove(segment)
+    return _finish(task, store, folder, converted, members)
+
+
+def _touch(path: str, exclusive: bool = False) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | (os.O_EXCL if exclusive else 0), 0o644))
+
+
+def split_tail(tasks: list[ShardTask], workers: int, run: str) -> list[ShardTask]:
+    """The last `workers` shard tasks as two parts each, so no worker idles while the last shards
+    are built (local workers only: the parts of a shard meet in a folder on this machine)."""
+    if workers < 2:
+        return tasks
+    cut = max(0, len(tasks) - workers)
+    halves = [replace(t, part=(k, 2), run=run) for t in tasks[cut:] for k in range(2)]
+    return [*tasks[:cut], *halves]
 
 
 def _publish(store: Store, plan: ShardPlan, workdir: str, result: ShardResult) -> None:
