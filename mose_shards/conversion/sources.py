@@ -242,7 +242,7 @@ def _archive_entries(archive: Archive, listing: Listing) -> Iterator[_Entry]:
     for number in range(len(members)):  # each member is dropped once its entry is made
         member, members[number] = members[number], _GONE  # its tuple freed now, not after all of them
         name = member.name
-        if name.startswith("/") or ".." in name.split("/"):
+        if name[:1] == "/" or (".." in name and ".." in name.split("/")):
             raise LayoutError(f"{archive.url}:{name}: member path escapes the archive")
         if member.kind == tarscan.LINK:
             raise LayoutError(f"{archive.url}:{name}: links are not allowed in a source archive")
@@ -279,68 +279,124 @@ def _group(
     """Sort entries into splits -> videos -> frames, recording problems per video.
 
     `outside`: meta files found beside an archive (split -> blob and its expected sha256)."""
-    files: dict[Key, Gathered] = {}
-    places: dict[Key, tuple[str, bool]] = {}  # the folder each video's files are in
-    dirs: set[Key] = set()
-    metas: dict[str, tuple[Blob, str | None]] = {}
-    problems: list[tuple[str, str, str]] = []
-    images, masks, resolution = layout.images_dir, layout.masks_dir, layout.resolution
-    for entry in entries:  # ~1M for MOSEv2: kept to plain str and list operations
-        rel = entry.rel
+    grouper = _Grouper(layout, default_split, root)
+    # ~1M entries for MOSEv2, in ~10k folders: what a folder holds is decided once per folder, and a
+    # frame or mask file then costs a split of its path, a dict lookup and an append to columns.
+    targets: dict[str, Gathered | None] = {}
+    meta_file = layout.meta_file
+    for entry in entries:
+        rel, size = entry.rel, entry.size
+        folder, _, name = rel.rpartition("/")
+        if size < 0 or name[:1] == "." or name == meta_file or name.startswith("meta_") or entry.dotted:
+            grouper.add(entry)  # folders, debris, meta files, ./names: the general path
+            continue
+        if folder not in targets:
+            targets[folder] = grouper.target(folder)
+        target = targets[folder]
+        if target is None:
+            grouper.add(entry)  # not a video folder: the general path ignores it or names a problem
+        else:
+            target.add(name, size, entry.offset, entry.version, entry.codec)
+    return grouper.splits(fs, outside)
+
+
+class _Grouper:
+    """Entries -> splits of videos: the rules for one entry, and the columns of each video."""
+
+    def __init__(self, layout: Layout, default_split: str, root: _Root) -> None:
+        self.layout, self.default_split, self.root = layout, default_split, root
+        self.files: dict[Key, Gathered] = {}
+        self.places: dict[Key, tuple[str, bool]] = {}  # the folder each video's files are in
+        self.dirs: set[Key] = set()
+        self.metas: dict[str, tuple[Blob, str | None]] = {}
+        self.problems: list[tuple[str, str, str]] = []
+
+    def target(self, folder: str) -> Gathered | None:
+        """The columns files directly in `folder` go to, when it is a video folder (else None)."""
+        located = self._locate(f"{folder}/x")
+        if located is None or len(located[2]) != 2:
+            return None
+        split, kind, rest, _index = located
+        return self._gathered((split, kind, rest[0]), folder, dotted=False)
+
+    def _locate(self, rel: str) -> tuple[str, str, list[str], int] | None:
+        """(split, "jpg" or "png", path below the images/masks folder, its index) of an entry in an
+        images or masks folder, else None (debris, other files)."""
         parts = rel.split("/")
         if "/." in f"/{rel}" or "__MACOSX" in parts:
-            continue  # editor and archiver debris: .DS_Store, ._files, __MACOSX/
-        is_file = entry.size >= 0
-        if is_file and parts[-1] == layout.meta_file:
-            metas[parts[-2] if len(parts) > 1 else default_split] = (root.blob(entry), None)
-            continue
-        if is_file and parts[-1].startswith("meta_") and (named := _SPLIT_META.match(parts[-1])):
-            metas[named.group("split")] = (root.blob(entry), None)
-            continue
-        if images in parts:
-            index = parts.index(images)
-        elif masks in parts:
-            index = parts.index(masks)
+            return None  # editor and archiver debris: .DS_Store, ._files, __MACOSX/
+        layout = self.layout
+        if layout.images_dir in parts:
+            index = parts.index(layout.images_dir)
+        elif layout.masks_dir in parts:
+            index = parts.index(layout.masks_dir)
         else:
-            continue
-        split = parts[index - 1] if index > 0 else default_split
-        kind = "jpg" if parts[index] == images else "png"
+            return None
+        split = parts[index - 1] if index > 0 else self.default_split
+        kind = "jpg" if parts[index] == layout.images_dir else "png"
         rest = parts[index + 1 :]
-        if resolution is not None:
-            if not rest or rest[0] != resolution:
-                continue
+        if layout.resolution is not None:
+            if not rest or rest[0] != layout.resolution:
+                return None
             rest = rest[1:]
+        return split, kind, rest, index
+
+    def _gathered(self, key: Key, folder: str, dotted: bool) -> Gathered:
+        gathered = self.files.get(key)
+        place = (folder, dotted)
+        if gathered is None:
+            gathered = self.files[key] = self.root.gathered(folder, dotted)
+            self.places[key] = place
+        elif self.places[key] != place and gathered.elsewhere is None:
+            gathered.elsewhere = f"{self.root.gathered(folder, dotted).shown} and {gathered.shown}"
+        return gathered
+
+    def add(self, entry: _Entry) -> None:
+        """One entry by the general rules (a folder, a meta file, debris, a file anywhere)."""
+        rel, root = entry.rel, self.root
+        parts = rel.split("/")
+        is_file = entry.size >= 0
+        if "/." in f"/{rel}" or "__MACOSX" in parts:
+            return
+        if is_file and parts[-1] == self.layout.meta_file:
+            self.metas[parts[-2] if len(parts) > 1 else self.default_split] = (root.blob(entry), None)
+            return
+        if is_file and parts[-1].startswith("meta_") and (named := _SPLIT_META.match(parts[-1])):
+            self.metas[named.group("split")] = (root.blob(entry), None)
+            return
+        located = self._locate(rel)
+        if located is None:
+            return
+        split, kind, rest, index = located
         if not is_file:
             if len(rest) == 1:
-                dirs.add((split, kind, rest[0]))
+                self.dirs.add((split, kind, rest[0]))
             elif len(rest) == 2:
                 where = root._shown(rel)
-                problems.append((split, rest[0], f"{where}: a folder where a frame or mask file is expected"))
-            continue
+                self.problems.append(
+                    (split, rest[0], f"{where}: a folder where a frame or mask file is expected")
+                )
+            return
         if len(rest) != 2:
             hint = f"expected {parts[index]}/<video>/<frame> (a DAVIS tree needs --pipeline davis-2017)"
             message = f"{root.blob(entry)}: unexpected location; {hint}"
-            problems.append((split, rest[0] if rest else "", message))
-            continue
-        key = (split, kind, rest[0])
-        place = (rel[: -len(rest[1]) - 1], entry.dotted)
-        gathered = files.get(key)
-        if gathered is None:
-            gathered = files[key] = root.gathered(*place)
-            places[key] = place
-        elif places[key] != place and gathered.elsewhere is None:
-            gathered.elsewhere = f"{root.gathered(*place).shown} and {gathered.shown}"
+            self.problems.append((split, rest[0] if rest else "", message))
+            return
+        gathered = self._gathered((split, kind, rest[0]), rel[: -len(rest[1]) - 1], entry.dotted)
         gathered.add(rest[1], entry.size, entry.offset, entry.version, entry.codec)
-    splits_seen = {split for split, _kind, _video in files} | {split for split, _kind, _video in dirs}
-    splits_seen |= {split for split, _video, _p in problems}
-    for split, meta in (outside or {}).items():
-        if split in splits_seen:
-            metas.setdefault(split, meta)
-    categories = {s: read_categories(fs, blob, expected) for s, (blob, expected) in metas.items()}
-    built = _build_splits(files, dirs, problems, root.origin, categories)
-    for found in built:
-        found.small_files += [metas[found.name][0]] if found.name in metas else []
-    return built
+
+    def splits(self, fs: Any, outside: dict[str, tuple[Blob, str | None]] | None) -> list[Split]:
+        files, dirs, problems, metas = self.files, self.dirs, self.problems, self.metas
+        splits_seen = {split for split, _kind, _video in files} | {split for split, _kind, _video in dirs}
+        splits_seen |= {split for split, _video, _p in problems}
+        for split, meta in (outside or {}).items():
+            if split in splits_seen:
+                metas.setdefault(split, meta)
+        categories = {s: read_categories(fs, blob, expected) for s, (blob, expected) in metas.items()}
+        built = _build_splits(files, dirs, problems, self.root.origin, categories)
+        for found in built:
+            found.small_files += [metas[found.name][0]] if found.name in metas else []
+        return built
 
 
 def _build_splits(
