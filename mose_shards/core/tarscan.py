@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ..core.errors import LayoutError
 
 BLOCK = 512
@@ -106,6 +108,12 @@ def scan(
     long_name: str | None = None
     pax: dict[str, str] = {}
     while True:
+        if long_name is None and not pax and not read_data:
+            run = _plain_run(window, offset, size)
+            if run:
+                yield from run
+                offset = run[-1].offset + -(-run[-1].size // BLOCK) * BLOCK
+                continue
         header = window.get(offset, BLOCK)
         if len(header) < BLOCK:
             if offset == 0 or header.strip(b"\0"):
@@ -154,6 +162,60 @@ def scan(
         offset = following
     if drain:
         window.drain()
+
+
+_RUN_MIN = 32  # headers in the window below which the per-member path is as fast
+_OCTAL = 8 ** np.arange(5, -1, -1)
+_BLOCK_RANGE = np.arange(BLOCK)
+
+
+def _plain_run(window: _Window, offset: int, size: int | None) -> list[TarMember]:
+    """The members from `offset` on whose headers are already in the window, when they are all
+    plain (ustar files and folders, no prefix, long name or pax record) and valid: the common case,
+    checked for a whole run at once with numpy. Empty when anything is unusual: the caller then
+    goes member by member, which names whatever is wrong."""
+    buf, pos = window.buf, offset - window.start
+    if pos < 0:
+        return []
+    positions, sizes = [], []
+    while pos + BLOCK <= len(buf) and buf[pos + 156] in (0x30, 0x35):  # regular file, folder
+        try:
+            member_size = int(buf[pos + 124 : pos + 135], 8)
+        except ValueError:
+            break
+        positions.append(pos)
+        sizes.append(member_size)
+        pos += BLOCK + -(-member_size // BLOCK) * BLOCK
+    if len(positions) < _RUN_MIN:
+        return []
+    data = np.frombuffer(buf, np.uint8)
+    headers = data[np.asarray(positions)[:, None] + _BLOCK_RANGE]
+    digits = headers[:, 148:154].astype(np.int64) - 0x30
+    plain = (
+        (digits >= 0).all() and (digits <= 7).all()
+        and (headers[:, 257:262] == np.frombuffer(b"ustar", np.uint8)).all()
+        and not headers[:, 345].any()  # no ustar prefix
+        and not headers[:, 99].any()  # a name shorter than the field: NUL-terminated
+    )  # fmt: skip
+    if not plain:
+        return []
+    stored = headers[:, 148:156].astype(np.int64).sum(axis=1)
+    if not np.array_equal(digits @ _OCTAL, headers.sum(axis=1, dtype=np.int64) - stored + 8 * 0x20):
+        return []
+    base = window.start
+    end = base + positions[-1] + BLOCK + sizes[-1]
+    if size is not None and end > size:
+        return []
+    lengths = (headers[:, :100] == 0).argmax(axis=1).tolist()
+    members = []
+    flags = headers[:, 156].tolist()
+    for at, length, member_size, flag in zip(positions, lengths, sizes, flags, strict=True):
+        name = buf[at : at + length].decode("utf-8", "surrogateescape")
+        if flag == 0x35:
+            members.append(TarMember(name.rstrip("/"), base + at + BLOCK, member_size, DIR))
+        else:
+            members.append(TarMember(name, base + at + BLOCK, member_size, FILE))
+    return members
 
 
 # name, size, checksum, type flag, magic, prefix: the fields read, unpacked in one C call
