@@ -12,9 +12,13 @@ Three measurements, each against a baseline run in the same script:
    rapidgzip with 1 and 2 threads through our PartsFile, against Python's zlib on the same bytes.
 3. Listing a tar of many tiny members (MOSEv2 has 933k): our header scanner against `tarfile`, and
    a rerun that loads the listing saved under OUT/.mose-shards/sources instead.
+4. Listing checkpoints: listing a .tar.gz in three parts (JPEG-like members, hashed) with
+   checkpoints saved under OUT (seek points captured as they pass; the default interval, and one
+   every 1/10 of the tar) against the same listing without; and a listing that goes on from a
+   checkpoint halfway against the whole listing from the start.
 
     python benchmarks/archives.py [--videos 24] [--frames 20] [--size 640x480] [--repeat 3]
-                                  [--members 200000] [--stream-mb 200]
+                                  [--members 200000] [--stream-mb 200] [--only checkpoints]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import gzip
 import hashlib
 import io
+import json
 import os
 import random
 import shutil
@@ -37,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.proctree import convert_command, measure  # noqa: E402
-from mose_shards.conversion import archives  # noqa: E402
+from mose_shards.conversion import archives, gzlist  # noqa: E402
 from mose_shards.core import tarscan  # noqa: E402
 from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate, parse_size
@@ -131,7 +136,7 @@ def gzip_throughput(shipped: Path, repeat: int) -> None:
     def with_rapidgzip(threads: int) -> float:
         start = time.perf_counter()
         with archive.open(local.fs, hashing=True) as raw:
-            gz = archives._rapidgzip().RapidgzipFile(raw, parallelization=threads, chunk_size=4 << 20)
+            gz = gzlist.load_rapidgzip().RapidgzipFile(raw, parallelization=threads, chunk_size=4 << 20)
             try:
                 while gz.read(4 << 20):
                     pass
@@ -185,6 +190,115 @@ def tar_listing(tmp: Path, members: int, repeat: int) -> None:
         print(f"listing a tar of {count} members, {name}: {wall:.2f} s, {base / wall:.1f}x tarfile")
 
 
+def listing_parts(dest: Path, megabytes: int) -> Path:
+    """A .tar.gz of ~`megabytes` MB of JPEG-like members (60-400 KB), in three parts, with SHA256SUMS."""
+    dest.mkdir()
+    rng = random.Random(1)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        written, number = 0, 0
+        while written < megabytes * 1_000_000:
+            size = rng.randrange(60_000, 400_000)
+            data = rng.randbytes(size * 4 // 5) + bytes(size - size * 4 // 5)
+            info = tarfile.TarInfo(f"train/JPEGImages/v{number // 100:05d}/{number % 100:05d}.jpg")
+            info.size = size
+            archive.addfile(info, io.BytesIO(data))
+            written, number = written + size, number + 1
+    data = gzip.compress(buffer.getvalue(), compresslevel=6)
+    third = -(-len(data) // 3)
+    for i, suffix in enumerate(("aa", "ab", "ac")):
+        (dest / f"train.tar.gz.{suffix}").write_bytes(data[i * third : (i + 1) * third])
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(dest.iterdir())]
+    (dest / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    return dest
+
+
+class _Stop(Exception):
+    pass
+
+
+def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
+    """Listing throughput with checkpoints against without, and going on from one halfway."""
+    from mose_shards.conversion.parts import find_sums
+
+    local = Store(str(shipped))
+    parts = sorted(shipped.glob("train.tar.gz.*"))
+    archive = archives.group_parts(
+        {p.name: local.fs.info(str(p)) for p in parts}, str(shipped), str(shipped)
+    )[0]
+    sums = find_sums(local.fs, str(shipped), str(shipped), archive.names)
+    tar_size = 0
+
+    def listing(every: int | None) -> float:
+        nonlocal tar_size
+        cache = Store(str(tmp / "ckpt-out"))
+        shutil.rmtree(tmp / "ckpt-out", ignore_errors=True)
+        if every is not None:
+            os.environ[gzlist.TEST_HOOKS] = json.dumps({"every": every})
+        start = time.perf_counter()
+        try:
+            found = archives.scan(local.fs, archive, sums, 1, cache if every is not None else None)
+        finally:
+            os.environ.pop(gzlist.TEST_HOOKS, None)
+        tar_size = found.members[-1].following
+        return time.perf_counter() - start
+
+    def half_of_listing(resumed: bool) -> float:
+        """The second half of the tar, going on from a checkpoint; or the whole listing from the start."""
+        cache = Store(str(tmp / "ckpt-half"))
+        shutil.rmtree(tmp / "ckpt-half", ignore_errors=True)
+        os.environ[gzlist.TEST_HOOKS] = json.dumps({"every": tar_size // 2})
+        original = gzlist.Checkpoints.save
+
+        def save_then_stop(self: gzlist.Checkpoints, *args: object) -> None:
+            original(self, *args)  # type: ignore[arg-type]
+            raise _Stop
+
+        gzlist.Checkpoints.save = save_then_stop  # type: ignore[method-assign]
+        try:
+            archives.scan(local.fs, archive, sums, 1, cache)
+        except _Stop:
+            pass
+        finally:
+            gzlist.Checkpoints.save = original  # type: ignore[method-assign]
+        os.environ[gzlist.TEST_HOOKS] = json.dumps({"every": 1 << 62})
+        try:
+            start = time.perf_counter()
+            archives.scan(local.fs, archive, sums, 1, cache if resumed else None)
+            return time.perf_counter() - start
+        finally:
+            os.environ.pop(gzlist.TEST_HOOKS, None)
+
+    listing(None)  # warm the page cache
+    times: dict[str, list[float]] = {"none": [], "default": [], "tenth": []}
+    halves: dict[str, list[float]] = {"resumed": [], "whole": []}
+    for _ in range(repeat):
+        times["none"].append(listing(None))
+        times["default"].append(listing(gzlist._EVERY))
+        times["tenth"].append(listing(max(1, tar_size // 10)))
+        halves["resumed"].append(half_of_listing(True))
+        halves["whole"].append(half_of_listing(False))
+    base = statistics.median(times["none"])
+    labels = {
+        "none": "no checkpoints",
+        "default": f"checkpoints every {gzlist._EVERY >> 30} GiB (none here: seek points captured only)",
+        "tenth": "a checkpoint every tenth of the tar",
+    }
+    for name, values in times.items():
+        wall = statistics.median(values)
+        print(f"listing a {tar_size / 1e6:.0f} MB .tar.gz (3 parts, hashed), {labels[name]}: "
+              f"{tar_size / wall / 1e6:.0f} MB/s, {base / wall:.2f}x no checkpoints")  # fmt: skip
+    each = (statistics.median(times["tenth"]) - base) / 10
+    rate = tar_size / base
+    print(f"one checkpoint costs {each * 1e3:.0f} ms: at one every {gzlist._EVERY >> 30} GiB of tar, "
+          f"{each / (gzlist._EVERY / rate) * 100:.1f}% of this listing's time")  # fmt: skip
+    resumed, whole = statistics.median(halves["resumed"]), statistics.median(halves["whole"])
+    half = tar_size - tar_size // 2
+    print(f"going on from a checkpoint halfway: {resumed:.2f} s ({half / resumed / 1e6:.0f} MB/s), "
+          f"against {whole:.2f} s listing all from the start ({tar_size / whole / 1e6:.0f} MB/s): "
+          f"{whole / resumed:.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -196,9 +310,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--members", type=int, default=200_000)
     parser.add_argument("--stream-mb", type=int, default=200, help="size of the gzip stream read alone")
+    parser.add_argument("--only", choices=["checkpoints"], help="run one measurement only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mose-archives-") as name:
         tmp = Path(name)
+        if args.only == "checkpoints":
+            checkpoint_cost(listing_parts(tmp / "listing", args.stream_mb), tmp, args.repeat)
+            return
         spec = SynthSpec(videos=args.videos, frames=args.frames, size=parse_size(args.size))
         raw = generate(tmp / "raw", spec=spec)
         shipped = ship(raw, tmp / "shipped")
@@ -209,6 +327,7 @@ def main() -> None:
         convert_rounds(raw, shipped, tmp, args.repeat, args.shard_size)
         gzip_throughput(stream_parts(tmp / "stream", args.stream_mb), args.repeat)
         tar_listing(tmp, args.members, args.repeat)
+        checkpoint_cost(listing_parts(tmp / "listing", args.stream_mb), tmp, args.repeat)
 
 
 if __name__ == "__main__":

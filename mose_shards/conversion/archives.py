@@ -7,7 +7,8 @@ a seek index with rapidgzip: one checkpoint (a 32 KiB window) every few MiB of c
 Conversion workers then decompress only their own byte ranges, starting from the nearest
 checkpoint. The listing and the index are saved under `OUT/.mose-shards/sources/`, keyed by every
 part's name, size and mtime/ETag, so a rerun (after a kill too) neither lists nor decompresses the
-archive again, and a changed archive is never taken for the old one.
+archive again, and a changed archive is never taken for the old one. A `.tar.gz` listing saves
+checkpoints as it goes (`gzlist`): a run killed while listing goes on from the last one.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import io
 import json
 import logging
 import math
-import os
 import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import tarscan
-from ..core.errors import LayoutError, MissingDependencyError
+from ..core.errors import LayoutError
 from ..core.layout import SOURCES_DIR as CACHE_DIR
 from ..core.storage import version_of
 from ..core.tables import read_part
+from .gzlist import discard as discard_checkpoint
+from .gzlist import load_rapidgzip, scan_gzip, test_hooks
+from .listfile import Listing, members_bytes, read_members
 from .parts import PartsFile, check_sums, order_parts, part_of
 
 log = logging.getLogger(__name__)
@@ -153,22 +155,15 @@ def missing_listed(archive: Archive, sums: dict[str, str]) -> None:
 # --- listing --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Listing:
-    """The members of an archive: tar members, or zip members with their codec."""
-
-    members: list[tarscan.TarMember]
-    codecs: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # zip: index -> codec
-    index: bytes | None = None  # gzip seek index (indexed_gzip format), for tar.gz
-    verified: bool = False
-
-
-def scan(fs: Any, archive: Archive, sums: dict[str, str] | None, workers: int = 1) -> Listing:
-    """List an archive's members, hashing its parts against `sums` on the way (None: no check)."""
+def scan(
+    fs: Any, archive: Archive, sums: dict[str, str] | None, workers: int = 1, cache: Any | None = None
+) -> Listing:
+    """List an archive's members, hashing its parts against `sums` on the way (None: no check); a
+    .tar.gz listing is checkpointed under `cache` (OUT), and goes on from a checkpoint found there."""
     checking = bool(sums) and any(n in sums for n in archive.names)  # type: ignore[operator]
     with archive.open(fs, hashing=checking) as raw:
         if archive.kind == "tar.gz":
-            listing = _scan_gzip(raw, archive, workers, sums if checking else None)
+            listing = scan_gzip(raw, archive, workers, sums if checking else None, cache, chunk_size(archive))
         elif archive.kind == "zip":
             from .zipsource import scan_zip
 
@@ -188,70 +183,17 @@ def scan(fs: Any, archive: Archive, sums: dict[str, str] | None, workers: int = 
     return listing
 
 
-def _rapidgzip() -> Any:
-    try:
-        import rapidgzip
-    except ImportError:
-        raise MissingDependencyError("rapidgzip", "gzip") from None
-    return rapidgzip
-
-
 def chunk_size(archive: Archive) -> int:
     """Compressed bytes between seek points, 4 to 64 MiB: the spacing that keeps a reader's index
     plus decoder cache smallest (MOSEv2's 85 GB train: ~13 MB apart, ~420 MB per reader)."""
+    if "spacing" in test_hooks():
+        return int(test_hooks()["spacing"])
     return max(_MIN_CHUNK, min(_MAX_CHUNK, math.isqrt(sum(archive.sizes) * _WINDOW_PER_CACHED_CHUNK)))
-
-
-def _scan_gzip(raw: PartsFile, archive: Archive, workers: int, sums: dict[str, str] | None) -> Listing:
-    if raw.read(2) != b"\x1f\x8b":
-        raise LayoutError(f"{archive.part_urls[0]}: not gzip data (a .tar.gz must start with 1f 8b)")
-    raw.seek(0)
-    rapidgzip = _rapidgzip()
-    threads = max(1, min(workers, os.cpu_count() or 1))
-    gz = rapidgzip.RapidgzipFile(raw, parallelization=threads, chunk_size=chunk_size(archive))
-    try:
-        members = list(tarscan.scan(gz, archive.url, seek_gap=None, drain=True, block=4 << 20))
-        buffer = io.BytesIO()
-        gz.export_index(buffer)
-    except LayoutError as exc:
-        raise _gzip_error(raw, archive, sums, exc) from None
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise _gzip_error(raw, archive, sums, exc) from None
-    finally:
-        gz.close()
-    return Listing(members, index=buffer.getvalue())
-
-
-def _gzip_error(raw: PartsFile, archive: Archive, sums: dict[str, str] | None, exc: Exception) -> LayoutError:
-    """Name the part at fault: by checksum when there are sums, else the part being read."""
-    if sums:
-        check_sums(archive.part_urls, archive.names, raw.finish_hashes(), sums)
-    index = raw.part_at(max(0, raw.frontier - 1))
-    last = index == len(archive.paths) - 1 and raw.frontier >= raw.total
-    text = _reason(exc)
-    if isinstance(exc, LayoutError) and not last:
-        return exc
-    if "Mismatching" in text:  # the trailer was read: the stream is whole but its bytes are not
-        where = archive.url if len(archive.paths) == 1 else f"{archive.url}.* ({', '.join(archive.names)})"
-        return LayoutError(f"{where}: damaged gzip data ({text}); check the parts against their checksums")
-    if last:
-        return LayoutError(f"{archive.part_urls[index]}: truncated (the gzip stream ends early: {text})")
-    return LayoutError(f"{archive.part_urls[index]}: damaged gzip data ({text})")
-
-
-def _reason(exc: Exception) -> str:
-    """The decoder's message, short: without its [Wrapper][Thread N] prefixes and bit positions."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = re.sub(r"^(\[[^\]]*\]\s*)+", "", text)
-    text = re.sub(r"Decoding failed with error code -?\d+: ", "", text)
-    return text.split("!")[0].strip()[:100]
 
 
 # --- the saved listing and seek index -------------------------------------------------------------
 
 _INDEXES: dict[str, bytes] = {}  # gzip seek indexes built or loaded in this process, by archive key
-_COLUMNS = ("name", "offset", "size", "kind", "method", "packed", "crc", "header")
-_BATCH = 1 << 17  # members per row group of a saved listing
 
 
 def load_or_scan(
@@ -266,95 +208,35 @@ def load_or_scan(
         if listing is not None and (listing.verified or not checking):
             log.info("%s: listing reused from %s", archive.url, cache.url_of(base))
             return listing
-    listing = scan(fs, archive, sums, workers)
+    listing = scan(fs, archive, sums, workers, cache)
     if listing.index is not None:
         _remember(archive.key, listing.index)
     if cache is not None:
         _save(cache, base, listing)
+        if archive.kind == "tar.gz":
+            discard_checkpoint(cache, archive)  # the listing is whole now
     return listing
 
 
 def _save(cache: Any, base: str, listing: Listing) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if listing.index is not None:
         cache.write(f"{base}.gzidx", listing.index)  # before the listing: the listing says both are there
-    members = listing.members
-    sink = io.BytesIO()
-    writer = None
-    # In row groups of _BATCH members: converting a ~1M-member listing at once held ~160 MB of Arrow
-    # buffers beside the Python listing, the peak of the whole plan.
-    for start in range(0, max(len(members), 1), _BATCH):
-        rows = members[start : start + _BATCH]
-        codecs = [listing.codecs.get(i, (-1, -1, -1, -1)) for i in range(start, start + len(rows))]
-        columns = {
-            "name": pa.array([m.name for m in rows], pa.string()),
-            "offset": pa.array([m.offset for m in rows], pa.int64()),
-            "size": pa.array([m.size for m in rows], pa.int64()),
-            "kind": pa.array([m.kind for m in rows], pa.string()).dictionary_encode(),
-        }
-        for position, column in enumerate(_COLUMNS[4:]):
-            columns[column] = pa.array([c[position] for c in codecs], pa.int64())
-        table = pa.table(columns).replace_schema_metadata({"verified": str(int(listing.verified))})
-        if writer is None:
-            writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
-        writer.write_table(table)
-        del rows, codecs, columns, table
-    assert writer is not None
-    writer.close()
-    cache.write(f"{base}.parquet", sink.getvalue())
-    _release_arrow(pa)
-
-
-def _release_arrow(pa: Any) -> None:
-    """Give Arrow's freed buffers back to the system: converting a ~1M-member listing leaves ~150 MB
-    in its allocator's caches, held (unused) at the parent's peak through the whole plan."""
-    pa.default_memory_pool().release_unused()
+    cache.write(f"{base}.parquet", members_bytes(listing))
 
 
 def _load(cache: Any, base: str, archive: Archive) -> Listing | None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     try:
         table = read_part(cache, f"{base}.parquet")
         index = cache.read(f"{base}.gzidx") if archive.kind == "tar.gz" else None
     except Exception as exc:  # a damaged cache is rebuilt, never trusted: it is only a cache
         log.warning("%s: saved listing unreadable (%s); listing the archive again", archive.url, exc)
         return None
-    # Column by column, each column's Arrow buffers dropped once it is Python, and the codec columns
-    # only for the zip members that have one: a MOSEv2 tar has ~1M members, and the whole table beside
-    # eight Python lists of them was the peak of a rerun's plan.
-    verified = (table.schema.metadata or {}).get(b"verified") == b"1"
-    has_codecs = len(table) > 0 and pc.max(table.column("method")).as_py() >= 0
-    zipped = None
-    if has_codecs:
-        zipped = table.append_column("row", pa.array(range(len(table)), pa.int64()))
-        zipped = zipped.select(["row", *_COLUMNS[4:]])
-        zipped = zipped.filter(pc.greater_equal(zipped.column("method"), 0))
-    arrays = {c: table.column(c) for c in _COLUMNS[:4]}
+    listing = read_members(table)
     del table
-    names = arrays.pop("name").to_pylist()
-    offsets = arrays.pop("offset").to_pylist()
-    sizes = arrays.pop("size").to_pylist()
-    kinds: list[str] = []
-    for chunk in arrays.pop("kind").chunks:  # a row group each
-        if pa.types.is_dictionary(chunk.type):  # one str per kind, not one per member
-            values = chunk.dictionary.to_pylist()
-            kinds += [values[i] for i in chunk.indices.to_pylist()]
-        else:
-            kinds += chunk.to_pylist()
-    _release_arrow(pa)
-    members = [tarscan.TarMember(*row) for row in zip(names, offsets, sizes, kinds, strict=True)]
-    del names, offsets, sizes, kinds
-    codecs: dict[int, tuple[int, int, int, int]] = {}
-    if zipped is not None:
-        rows = zip(*(zipped.column(c).to_pylist() for c in ("row", *_COLUMNS[4:])), strict=True)
-        codecs = {row: (method, packed, crc, header) for row, method, packed, crc, header in rows}
+    listing.index = index
     if index is not None:
         _remember(archive.key, index)
-    return Listing(members, codecs, index, verified)
+    return listing
 
 
 def _remember(key: str, index: bytes) -> None:
@@ -404,7 +286,7 @@ def open_members(fs: Any, archive: Archive, cache: Any | None) -> Any:
             raise LayoutError(f"{archive.url}: no seek index in this process and no output to load it from")
         index = cache.read(f"{CACHE_DIR}/{archive.key}.gzidx")
         _remember(archive.key, index)
-    gz = _rapidgzip().RapidgzipFile(raw, parallelization=1, chunk_size=chunk_size(archive))
+    gz = load_rapidgzip().RapidgzipFile(raw, parallelization=1, chunk_size=chunk_size(archive))
     gz.import_index(io.BytesIO(index))
     return _Closing(gz, raw)
 

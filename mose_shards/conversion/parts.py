@@ -3,7 +3,12 @@
 Datasets ship cut into parts (`train.tar.gz.aa`, `.ab`, ... or `.001`, `.002`, ...) beside a
 `SHA256SUMS` (or one `<file>.sha256` per file). `PartsFile` is one seekable binary file over the
 parts, on any fsspec filesystem; while it is read front to back it hashes each part (a streaming hash,
-not an extra pass) so `check()` can name the part whose bytes are not what the sums say.
+not an extra pass) so `check_sums` can name the part whose bytes are not what the sums say.
+
+Each part is hashed on its own, as the sums list them, so a listing checkpoint can record the parts
+already hashed by their digest: hashlib's state cannot be saved, so a resumed listing hashes again
+only the part it stopped in, from that part's start to where it resumes (compressed bytes, read and
+hashed, not decompressed).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import io
 import logging
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..core.errors import LayoutError
@@ -113,11 +118,16 @@ def find_sums(fs: Any, folder: str, url: str, names: Iterable[str]) -> dict[str,
     return sums
 
 
+class ChecksumError(LayoutError):
+    """A file's sha256 is not the one its checksum file gives."""
+
+
 class _PartHash:
     """sha256 of one part from reads that may come out of order (kept up to a limit) or twice."""
 
     def __init__(self) -> None:
         self.digest = hashlib.sha256()
+        self.done: str | None = None  # the hex digest, when an earlier run hashed the whole part
         self.frontier = 0
         self.pending: dict[int, bytes] = {}
         self.pending_bytes = 0
@@ -159,6 +169,7 @@ class PartsFile(io.RawIOBase):
         self.pos = 0
         self.frontier = 0  # the furthest byte read so far
         self.hashes = [_PartHash() for _ in paths] if hashing else None
+        self.hashed_again = 0  # bytes hashed again to resume a listing (resume_hashes)
         self._handles: dict[int, Any] = {}
 
     def readable(self) -> bool:
@@ -211,11 +222,43 @@ class PartsFile(io.RawIOBase):
         data: bytes = handle.read(size)
         return data
 
+    def part_digests(self) -> list[str | None]:
+        """The sha256 of each part hashed whole so far (None for the others, and when not hashing)."""
+        if self.hashes is None:
+            return [None] * len(self.paths)
+        return [
+            state.done or (state.digest.hexdigest() if state.frontier >= size else None)
+            for state, size in zip(self.hashes, self.sizes, strict=True)
+        ]
+
+    def resume_hashes(self, digests: list[str | None], upto: int) -> None:
+        """Hash state for reading on from compressed byte `upto`: parts an earlier run hashed whole
+        take their saved digest; the bytes before `upto` of the others are read and hashed now."""
+        if self.hashes is None:
+            return
+        self.hashes = [_PartHash() for _ in self.paths]
+        for index, state in enumerate(self.hashes):
+            if digests[index] is not None:
+                state.done, state.frontier = digests[index], self.sizes[index]
+                continue
+            stop = min(self.sizes[index], upto - self.starts[index])
+            while state.frontier < stop:
+                data = self._read(index, state.frontier, min(8 << 20, stop - state.frontier))
+                if not data:
+                    break
+                state.feed(state.frontier, data)
+                self.hashed_again += len(data)
+        if self.hashed_again:
+            log.info("hashed %d bytes again to resume (the part a checkpoint stopped in)", self.hashed_again)
+
     def finish_hashes(self) -> list[str]:
         """The sha256 of each part; bytes the reads skipped are read now (logged, normally none)."""
         assert self.hashes is not None
         out = []
         for index, state in enumerate(self.hashes):
+            if state.done is not None:
+                out.append(state.done)
+                continue
             if state.frontier < self.sizes[index]:
                 left = self.sizes[index] - state.frontier
                 log.info("%s: hashing %d bytes not read yet", self.urls[index], left)
@@ -237,9 +280,13 @@ class PartsFile(io.RawIOBase):
         super().close()
 
 
-def check_sums(urls: list[str], names: list[str], digests: list[str], sums: dict[str, str]) -> None:
-    """LayoutError naming the first file whose sha256 is not the one its checksum file gives."""
+def check_sums(
+    urls: list[str], names: list[str], digests: Sequence[str | None], sums: dict[str, str]
+) -> None:
+    """ChecksumError naming the first file whose sha256 is not the one its checksum file gives
+    (a None digest: a part not hashed whole yet, not checked)."""
     for url, name, digest in zip(urls, names, digests, strict=True):
         expected = sums.get(name)
-        if expected is not None and expected != digest:
-            raise LayoutError(f"{url}: sha256 mismatch ({digest[:12]}…, the checksums say {expected[:12]}…)")
+        if digest is not None and expected is not None and expected != digest:
+            message = f"sha256 mismatch ({digest[:12]}…, the checksums say {expected[:12]}…)"
+            raise ChecksumError(f"{url}: {message}")

@@ -11,6 +11,7 @@ The only place that spells them. An output folder holds:
     .mose-shards/done/<shard>.json      one done marker per finished shard (resume)
     .mose-shards/tmp/                   staging of unfinished files (local outputs)
     .mose-shards/sources/               saved listings / gzip seek indexes of archive sources
+    .mose-shards/sources/<key>.partial/ the checkpoint of a .tar.gz listing not finished yet
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ SOURCES_DIR = f"{WORK_DIR}/sources"  # saved listings and gzip seek indexes of a
 OWNED = (MANIFEST, WORK_DIR, CARD, SHARDS_DIR, TABLES_DIR)
 # The members of every sample, in tar order (webdataset's TarWriter sorts them the same way).
 MEMBERS = ("jpg", "json", "png")
+
+
+def listing_checkpoint(key: str) -> str:
+    """The folder of a .tar.gz listing's checkpoint (archive key: its parts' names, sizes, stamps)."""
+    return f"{SOURCES_DIR}/{key}.partial"
 
 
 def shard_name(split: str, index: int) -> str:

@@ -36,6 +36,11 @@ class TarMember(NamedTuple):
     kind: str  # FILE, DIR, LINK or OTHER
     data: bytes | None = None  # a regular file's bytes, when scan() was asked for them
 
+    @property
+    def following(self) -> int:
+        """Where the next header starts."""
+        return self.offset + -(-self.size // BLOCK) * BLOCK
+
 
 class _Window:
     """Bytes of a stream by absolute offset, from large reads; a far jump is a seek when allowed."""
@@ -96,15 +101,17 @@ def scan(
     seek_gap: int | None = 4 << 20,
     drain: bool = False,
     read_data: bool = False,
+    start: int = 0,
 ) -> Iterator[TarMember]:
     """Every member of the tar read from `fh` (positioned at its start), in archive order.
 
     `size` (when known) lets a truncated archive be named; `seek_gap=None` reads every byte, and
     `drain` goes on reading after the end-of-archive marker to the end of the stream; `read_data`
-    returns each regular file's bytes with it (read from the same sequential window).
+    returns each regular file's bytes with it (read from the same sequential window). `start` goes
+    on from a header at that offset (a member's `following`), `fh` positioned there.
     """
     window = _Window(fh, block, seek_gap)
-    offset = 0
+    window.start = offset = start
     long_name: str | None = None
     pax: dict[str, str] = {}
     while True:
