@@ -257,6 +257,55 @@ def test_a_part_changed_in_place_is_refused_after_resuming(
     assert not list((out / ".mose-shards" / "sources").glob("*.parquet"))
 
 
+def test_a_stream_of_several_gzip_members_is_listed_again_from_the_start(
+    tmp_path: Path, hooks: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Concatenated gzip members (the rejoined stream cannot cross into the next member's header):
+    going on fails, the archive is listed from the start, to the right members and index."""
+    rng = random.Random(6)
+    files = {f"v/{i:05d}.jpg": rng.randbytes(rng.randrange(20_000, 60_000)) for i in range(60)}
+    tar = _tar(files)
+    src = tmp_path / "src"
+    src.mkdir()
+    half = len(tar) // 2
+    members = [gzip.compress(piece, compresslevel=1, mtime=0) for piece in (tar[:half], tar[half:])]
+    cut(b"".join(members), src, "x.tar.gz", 3)
+    write_sums(src)
+    _kill_after_checkpoints(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        _list(src, tmp_path / "out")
+    monkeypatch.undo()
+    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    caplog.set_level("INFO")
+    archive, listing = _list(src, tmp_path / "out")
+    assert "listing resumed from a checkpoint" in caplog.text and "listing from the start" in caplog.text
+    assert [m.name for m in listing.members] == list(files) and listing.verified
+    assert _read_back(archive, listing, src, tmp_path / "out") == list(files.values())
+
+
+def test_a_checkpoint_made_without_checksums_goes_on_checking_them(
+    parts: tuple[Path, dict[str, bytes], bytes], tmp_path: Path, hooks: None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A run without SHA256SUMS killed after a checkpoint; rerun with them: it goes on, hashing the
+    parts before the seek point again from the start (compressed bytes), and checks every part."""
+    src, _, _ = parts
+    sums = (src / "SHA256SUMS").read_bytes()
+    (src / "SHA256SUMS").unlink()
+    _kill_after_checkpoints(monkeypatch, 3)  # the seek point in the second part
+    with pytest.raises(_Killed):
+        _list(src, tmp_path / "out")
+    monkeypatch.undo()
+    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    (src / "SHA256SUMS").write_bytes(sums)
+    caplog.set_level("INFO")
+    _, listing = _list(src, tmp_path / "out")
+    assert "listing resumed from a checkpoint" in caplog.text
+    again = int(caplog.text.split("hashed ")[1].split(" bytes again")[0])
+    assert again > (src / "x.tar.gz.aa").stat().st_size  # the first part (no digest saved) and more
+    assert listing.verified
+
+
 @pytest.mark.slow
 def test_kill_9_while_listing_then_rerun_goes_on_and_is_identical(tmp_path: Path) -> None:
     """kill -9 of a real `convert` while it lists the split train.tar.gz (held after its first
