@@ -30,7 +30,7 @@ from ..core.storage import version_of
 from ..core.tables import read_part
 from .gzlist import discard as discard_checkpoint
 from .gzlist import load_rapidgzip, scan_gzip, test_hooks
-from .listfile import Listing, members_bytes, read_members
+from .listfile import Listing, Members, members_bytes, read_members
 from .parts import PartsFile, check_sums, order_parts, part_of
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def scan(
         else:
             gap = None if checking else 4 << 20  # hashing reads every byte; else seek over large members
             total = sum(archive.sizes)
-            members = list(tarscan.scan(raw, archive.url, size=total, seek_gap=gap, drain=checking))
+            members = Members(tarscan.scan(raw, archive.url, size=total, seek_gap=gap, drain=checking))
             listing = Listing(members)
         if checking:
             check_sums(archive.part_urls, archive.names, raw.finish_hashes(), sums or {})

@@ -34,7 +34,7 @@ from ..core import tarscan
 from ..core.errors import LayoutError, MissingDependencyError
 from ..core.layout import listing_checkpoint
 from .gzindex import Capture, Point, from_bytes, rejoin_prefix, to_bytes
-from .listfile import Listing, members_bytes, read_members
+from .listfile import Listing, Members, members_bytes, read_members
 from .parts import ChecksumError, PartsFile, check_sums
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def _list(
     resume: Resume | None,
     spacing: int,
 ) -> Listing:
-    members: list[tarscan.TarMember] = resume.members if resume is not None else []
+    members = resume.members if resume is not None else Members()
     start = resume.start if resume is not None else 0
     reader: _Fresh | _Rejoined | None = None
     threads = max(1, min(workers, os.cpu_count() or 1))
@@ -293,7 +293,7 @@ def _reason(exc: Exception) -> str:
 class Resume:
     """A checkpoint found valid: where a listing goes on."""
 
-    members: list[tarscan.TarMember]
+    members: Members
     start: int  # the next tar header
     point: Point  # the seek point to decompress from (at or before `start`)
     last: int  # the uncompressed offset of the last seek point saved
@@ -324,9 +324,7 @@ class Checkpoints:
             raise ValueError(f"{segment['files'][which]} is not the file the checkpoint saved")
         return data
 
-    def save(
-        self, members: list[tarscan.TarMember], start: int, points: list[Point], digests: list[str | None]
-    ) -> None:
+    def save(self, members: Members, start: int, points: list[Point], digests: list[str | None]) -> None:
         """A checkpoint at tar header `start`: the members and seek points since the last one."""
         if self.sums:  # a part hashed whole is checked now: a bad first part stops the run early
             check_sums(self.archive.part_urls, self.archive.names, digests, self.sums)
@@ -384,7 +382,7 @@ class Checkpoints:
         if len(digests) != len(self.archive.paths) or not segments:
             raise ValueError("parts do not match")
         at = tuple(state["point"])
-        members: list[tarscan.TarMember] = []
+        members = Members()
         first = point = None
         last = -1
         for segment in segments:

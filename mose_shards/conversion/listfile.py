@@ -7,8 +7,10 @@ listing checkpoint (`gzlist`): columns name, offset, size, kind, and for zip mem
 from __future__ import annotations
 
 import io
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from ..core import tarscan
 
@@ -16,11 +18,94 @@ _COLUMNS = ("name", "offset", "size", "kind", "method", "packed", "crc", "header
 _BATCH = 1 << 17  # members per row group of a saved listing
 
 
+_KINDS = (tarscan.FILE, tarscan.DIR, tarscan.LINK, tarscan.OTHER)
+KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
+
+
+class Members:
+    """An archive's members as columns: names, and offsets, sizes and kinds in arrays.
+
+    A MOSEv2 train tar has ~934k members; as `TarMember` tuples they took ~250 bytes each (a tuple,
+    two ints) and were the peak of the parent's plan. Here a member costs its name and 17 bytes, and
+    `TarMember`s are made as they are read. A consumer going through once can drop each name
+    (`release`) as it goes.
+    """
+
+    __slots__ = ("names", "offsets", "sizes", "kinds")
+
+    def __init__(self, members: Iterable[tarscan.TarMember] = ()) -> None:
+        self.names: list[str | None] = []
+        self.offsets = array("q")
+        self.sizes = array("q")
+        self.kinds = bytearray()
+        self.extend(members)
+
+    def append(self, member: tarscan.TarMember) -> None:
+        self.names.append(member.name)
+        self.offsets.append(member.offset)
+        self.sizes.append(member.size)
+        self.kinds.append(KIND_CODES[member.kind])
+
+    def extend(self, members: Iterable[tarscan.TarMember]) -> None:
+        if isinstance(members, Members):
+            self.names += members.names
+            self.offsets += members.offsets
+            self.sizes += members.sizes
+            self.kinds += members.kinds
+            return
+        for member in members:
+            self.append(member)
+
+    def __iadd__(self, members: Iterable[tarscan.TarMember]) -> Members:
+        self.extend(members)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, i: int) -> tarscan.TarMember: ...
+    @overload
+    def __getitem__(self, i: slice) -> Members: ...
+    def __getitem__(self, i: int | slice) -> tarscan.TarMember | Members:
+        if isinstance(i, slice):
+            out = Members()
+            out.names, out.offsets = self.names[i], self.offsets[i]
+            out.sizes, out.kinds = self.sizes[i], self.kinds[i]
+            return out
+        name = self.names[i]
+        if name is None:
+            raise ValueError(f"member {i} was released")
+        return tarscan.TarMember(name, self.offsets[i], self.sizes[i], _KINDS[self.kinds[i]])
+
+    def __iter__(self) -> Iterator[tarscan.TarMember]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Members):
+            return NotImplemented
+        return (self.names, self.offsets, self.sizes, self.kinds) == (
+            other.names, other.offsets, other.sizes, other.kinds,
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def kind(self, i: int) -> str:
+        return _KINDS[self.kinds[i]]
+
+    def release(self, i: int) -> str:
+        """Member i's name, dropped from the listing (a consumer that goes through it once)."""
+        name = self.names[i]
+        self.names[i] = None
+        assert name is not None
+        return name
+
+
 @dataclass
 class Listing:
     """The members of an archive: tar members, or zip members with their codec."""
 
-    members: list[tarscan.TarMember]
+    members: Members
     codecs: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # zip: index -> codec
     index: bytes | None = None  # gzip seek index (indexed_gzip format), for tar.gz
     verified: bool = False
@@ -28,6 +113,7 @@ class Listing:
 
 def members_bytes(listing: Listing) -> bytes:
     """The listing as a Parquet file (zstd), in row groups of `_BATCH` members."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -37,13 +123,14 @@ def members_bytes(listing: Listing) -> bytes:
     # In row groups of _BATCH members: converting a ~1M-member listing at once held ~160 MB of Arrow
     # buffers beside the Python listing, the peak of the whole plan.
     for start in range(0, max(len(members), 1), _BATCH):
-        rows = members[start : start + _BATCH]
-        codecs = [listing.codecs.get(i, (-1, -1, -1, -1)) for i in range(start, start + len(rows))]
+        end = min(start + _BATCH, len(members))
+        codecs = [listing.codecs.get(i, (-1, -1, -1, -1)) for i in range(start, end)]
+        kinds = pa.array(np.frombuffer(bytes(members.kinds[start:end]), np.int8))
         columns = {
-            "name": pa.array([m.name for m in rows], pa.string()),
-            "offset": pa.array([m.offset for m in rows], pa.int64()),
-            "size": pa.array([m.size for m in rows], pa.int64()),
-            "kind": pa.array([m.kind for m in rows], pa.string()).dictionary_encode(),
+            "name": pa.array(members.names[start:end], pa.string()),
+            "offset": pa.array(np.frombuffer(members.offsets, np.int64)[start:end]),
+            "size": pa.array(np.frombuffer(members.sizes, np.int64)[start:end]),
+            "kind": pa.DictionaryArray.from_arrays(kinds, pa.array(_KINDS, pa.string())),
         }
         for position, column in enumerate(_COLUMNS[4:]):
             columns[column] = pa.array([c[position] for c in codecs], pa.int64())
@@ -51,7 +138,7 @@ def members_bytes(listing: Listing) -> bytes:
         if writer is None:
             writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
         writer.write_table(table)
-        del rows, codecs, columns, table
+        del codecs, columns, table
     assert writer is not None
     writer.close()
     release_arrow()
@@ -83,19 +170,16 @@ def read_members(table: Any) -> Listing:
         zipped = zipped.filter(pc.greater_equal(zipped.column("method"), 0))
     arrays = {c: table.column(c) for c in _COLUMNS[:4]}
     del table
-    names = arrays.pop("name").to_pylist()
-    offsets = arrays.pop("offset").to_pylist()
-    sizes = arrays.pop("size").to_pylist()
-    kinds: list[str] = []
+    members = Members()
+    members.names = arrays.pop("name").to_pylist()
+    members.offsets = array("q", arrays.pop("offset").to_numpy().astype("int64").tobytes())
+    members.sizes = array("q", arrays.pop("size").to_numpy().astype("int64").tobytes())
     for chunk in arrays.pop("kind").chunks:  # a row group each
-        if pa.types.is_dictionary(chunk.type):  # one str per kind, not one per member
-            values = chunk.dictionary.to_pylist()
-            kinds += [values[i] for i in chunk.indices.to_pylist()]
-        else:
-            kinds += chunk.to_pylist()
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        codes = bytes(KIND_CODES[kind] for kind in chunk.dictionary.to_pylist())
+        members.kinds += chunk.indices.to_numpy().astype("uint8").tobytes().translate(codes.ljust(256, b"\0"))
     release_arrow()
-    members = [tarscan.TarMember(*row) for row in zip(names, offsets, sizes, kinds, strict=True)]
-    del names, offsets, sizes, kinds
     codecs: dict[int, tuple[int, int, int, int]] = {}
     if zipped is not None:
         rows = zip(*(zipped.column(c).to_pylist() for c in ("row", *_COLUMNS[4:])), strict=True)

@@ -22,6 +22,7 @@ from ..core import tarscan
 from ..core.errors import LayoutError
 from ..core.storage import StorageOptions, url_to_fs, version_of
 from .archives import Archive, Listing, archive_at, group_parts, load_or_scan, missing_listed
+from .listfile import KIND_CODES as _KIND_CODE
 from .parts import find_sums
 from .reader import SourceReader
 from .videos import Blob, Codec, Frame, Gathered, SourceVideo, pair
@@ -239,22 +240,22 @@ def _archive_entries(archive: Archive, listing: Listing) -> Iterator[_Entry]:
     """Entries of a listed archive; refuse members that escape it or are links."""
     members = listing.members
     codecs = listing.codecs
-    for number in range(len(members)):  # each member is dropped once its entry is made
-        member, members[number] = members[number], _GONE  # its tuple freed now, not after all of them
-        name = member.name
+    offsets, sizes, kinds = members.offsets, members.sizes, members.kinds
+    file, folder, link = (_KIND_CODE[k] for k in (tarscan.FILE, tarscan.DIR, tarscan.LINK))
+    for number in range(len(members)):
+        name = members.release(number)  # each name dropped from the listing once its entry is made
         if name[:1] == "/" or (".." in name and ".." in name.split("/")):
             raise LayoutError(f"{archive.url}:{name}: member path escapes the archive")
-        if member.kind == tarscan.LINK:
+        kind = kinds[number]
+        if kind == link:
             raise LayoutError(f"{archive.url}:{name}: links are not allowed in a source archive")
         dotted = name.startswith("./")
         rel = name[2:] if dotted else name
-        if member.kind == tarscan.DIR:
+        if kind == folder:
             yield _Entry(rel.rstrip("/"), -1)
-        elif member.kind == tarscan.FILE:
-            yield _Entry(rel, member.size, member.offset, "", codecs.get(number) if codecs else None, dotted)
-
-
-_GONE = tarscan.TarMember("", 0, 0, tarscan.OTHER, None)  # a consumed listing entry
+        elif kind == file:
+            codec = codecs.get(number) if codecs else None
+            yield _Entry(rel, sizes[number], offsets[number], "", codec, dotted)
 
 
 def _find_images(rel: str, layout: Layout) -> int | None:

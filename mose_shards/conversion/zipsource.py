@@ -29,14 +29,14 @@ _SYMLINK = 0o120000
 def scan_zip(raw: Any, archive: Archive) -> Listing:
     """Members from the central directory; a path that would escape, a link or an unsupported
     compression is refused naming the member."""
-    from .archives import Listing
+    from .listfile import Listing, Members
 
     try:
         with zipfile.ZipFile(raw) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise LayoutError(f"{archive.url}: not a readable zip archive ({exc})") from None
-    members: list[tarscan.TarMember] = []
+    members = Members()
     codecs: dict[int, tuple[int, int, int, int]] = {}
     for info in infos:
         where = f"{archive.url}:{info.filename}"
