@@ -10,22 +10,22 @@ or its zip directory, never extracted); the bytes are read later, a video at a t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import posixpath
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
-from ..core import tarscan
 from ..core.errors import LayoutError
-from ..core.storage import StorageOptions, url_to_fs, version_of
-from .archives import Archive, Listing, archive_at, group_parts, load_or_scan, missing_listed
-from .listfile import KIND_CODES as _KIND_CODE
+from ..core.storage import StorageOptions, url_to_fs
+from .archives import Archive, archive_at, group_parts, load_or_scan, missing_listed
+from .entries import Entry, Root, archive_entries, dir_entries
 from .parts import find_sums
 from .reader import SourceReader
-from .videos import Blob, Codec, Frame, Gathered, SourceVideo, pair
+from .videos import Blob, Frame, Gathered, SourceVideo, pair
 
 __all__ = ["Blob", "Frame", "Layout", "SourceVideo", "Split", "discover"]  # the records live in .videos
 
@@ -51,40 +51,6 @@ class Split:
     videos: list[SourceVideo] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (video_id, "file: problem")
     small_files: list[Blob] = field(default_factory=list)  # read at discovery: meta.json, split lists
-
-
-class _Entry(NamedTuple):
-    rel: str  # path relative to the source root, '/'-separated (an archive member's without './')
-    size: int  # -1 for a directory
-    offset: int | None = None  # data offset inside an archive
-    version: str = ""  # ETag or mtime of a plain file
-    codec: Codec | None = None  # a zip member's
-    dotted: bool = False  # an archive member named ./rel
-
-
-@dataclass(frozen=True)
-class _Root:
-    """What the entries of one listing are relative to: a folder (path and URL) or an archive."""
-
-    origin: str  # the URL, for messages
-    path: str = ""  # a folder's path, '/'-terminated
-    archive: Archive | None = None
-
-    def blob(self, entry: _Entry) -> Blob:
-        if self.archive is None:
-            return Blob(self.path + entry.rel, entry.size, None, self._shown(entry.rel), entry.version)
-        name = f"./{entry.rel}" if entry.dotted else entry.rel
-        archive = self.archive
-        return Blob(archive.paths[0], entry.size, entry.offset, name, archive=archive, codec=entry.codec)
-
-    def gathered(self, folder: str, dotted: bool) -> Gathered:
-        """The builder of one video's files found in `folder` (relative to the root)."""
-        if self.archive is None:
-            return Gathered(self.path + folder, self._shown(folder) + "/", None)
-        return Gathered("", f"./{folder}/" if dotted else f"{folder}/", self.archive)
-
-    def _shown(self, rel: str) -> str:
-        return f"{self.origin.rstrip('/')}/{rel}"
 
 
 def discover(
@@ -118,11 +84,18 @@ def discover(
         if archive is None:
             raise LayoutError(f"{url}: not a folder or an archive ({_FORMS})")
         return archives.splits([archive], folder, folder_url)
-    entries = list(_dir_entries(fs, root, url))
-    if any(_find_images(e.rel, layout) is not None for e in entries):
-        here = _Root(url, path=root.rstrip("/") + "/")
-        found = _group(fs, entries, layout, posixpath.basename(root.rstrip("/")), here)
-        return _split_by_lists(fs, entries, found, layout, here) if layout.split_lists else found
+    walked = dir_entries(fs, root, url)
+    head = []  # the entries up to the first frame or mask: is it a tree of them?
+    for entry in walked:
+        head.append(entry)
+        if _find_images(entry.rel, layout) is not None:
+            # Streamed into the grouping, not listed first (a MOSEv2 tree has ~1M files).
+            entries: Iterable[Entry] = itertools.chain(head, walked)
+            if layout.split_lists:
+                entries = list(entries)
+            here = Root(url, path=root.rstrip("/") + "/")
+            found = _group(fs, entries, layout, posixpath.basename(root.rstrip("/")), here)
+            return _split_by_lists(fs, list(entries), found, layout, here) if layout.split_lists else found
     listing = {posixpath.basename(i["name"].rstrip("/")): i for i in fs.ls(root, detail=True)}
     shipped = group_parts(listing, root.rstrip("/"), url.rstrip("/"))
     if splits and any(a.split in splits for a in shipped):
@@ -172,11 +145,11 @@ class _Archives:
                 outside[split] = (Blob(path, int(self.fs.size(path)), None, url), (sums or {}).get(name))
             # Without split lists the entries stream through _group: no list of 1M entries held beside
             # the listing and the records (the peak memory of a MOSEv2-size plan).
-            entries: Iterable[_Entry] = _archive_entries(archive, listing)
+            entries: Iterable[Entry] = archive_entries(archive, listing)
             if self.layout.split_lists:
                 entries = list(entries)
             del listing
-            root = _Root(archive.url, archive=archive)
+            root = Root(archive.url, archive=archive)
             grouped = _group(self.fs, entries, self.layout, archive.split, root, outside)
             found += (
                 _split_by_lists(self.fs, list(entries), grouped, self.layout, root)
@@ -187,7 +160,7 @@ class _Archives:
 
 
 def _split_by_lists(
-    fs: Any, entries: list[_Entry], found: list[Split], layout: Layout, root: _Root
+    fs: Any, entries: list[Entry], found: list[Split], layout: Layout, root: Root
 ) -> list[Split]:
     """Re-split one folder's videos by list files (DAVIS: ImageSets/2017/train.txt, val.txt), found
     at the top of the source or under one folder (DAVIS-2017-trainval-480p.zip holds DAVIS/...)."""
@@ -223,41 +196,6 @@ def _list_name(rel: str, folder: str) -> str | None:
     return name[: -len(".txt")] if prefix in ("", f"{prefix.split('/')[0]}/") else None
 
 
-def _dir_entries(fs: Any, root: str, url: str) -> Iterator[_Entry]:
-    listing = fs.find(root, withdirs=True, detail=True)
-    prefix = root.rstrip("/") + "/"
-    for path, info in sorted(listing.items()):
-        if not path.startswith(prefix):
-            continue
-        rel = path[len(prefix) :]
-        if info.get("type") == "directory":
-            yield _Entry(rel, -1)
-        else:
-            yield _Entry(rel, int(info["size"]), None, version_of(info))
-
-
-def _archive_entries(archive: Archive, listing: Listing) -> Iterator[_Entry]:
-    """Entries of a listed archive; refuse members that escape it or are links."""
-    members = listing.members
-    codecs = listing.codecs
-    offsets, sizes, kinds = members.offsets, members.sizes, members.kinds
-    file, folder, link = (_KIND_CODE[k] for k in (tarscan.FILE, tarscan.DIR, tarscan.LINK))
-    for number in range(len(members)):
-        name = members.release(number)  # each name dropped from the listing once its entry is made
-        if name[:1] == "/" or (".." in name and ".." in name.split("/")):
-            raise LayoutError(f"{archive.url}:{name}: member path escapes the archive")
-        kind = kinds[number]
-        if kind == link:
-            raise LayoutError(f"{archive.url}:{name}: links are not allowed in a source archive")
-        dotted = name.startswith("./")
-        rel = name[2:] if dotted else name
-        if kind == folder:
-            yield _Entry(rel.rstrip("/"), -1)
-        elif kind == file:
-            codec = codecs.get(number) if codecs else None
-            yield _Entry(rel, sizes[number], offsets[number], "", codec, dotted)
-
-
 def _find_images(rel: str, layout: Layout) -> int | None:
     parts = rel.split("/")
     for marker in (layout.images_dir, layout.masks_dir):
@@ -271,10 +209,10 @@ Key = tuple[str, str, str]  # (split, "jpg" or "png", video id)
 
 def _group(
     fs: Any,
-    entries: Iterable[_Entry],
+    entries: Iterable[Entry],
     layout: Layout,
     default_split: str,
-    root: _Root,
+    root: Root,
     outside: dict[str, tuple[Blob, str | None]] | None = None,
 ) -> list[Split]:
     """Sort entries into splits -> videos -> frames, recording problems per video.
@@ -304,7 +242,7 @@ def _group(
 class _Grouper:
     """Entries -> splits of videos: the rules for one entry, and the columns of each video."""
 
-    def __init__(self, layout: Layout, default_split: str, root: _Root) -> None:
+    def __init__(self, layout: Layout, default_split: str, root: Root) -> None:
         self.layout, self.default_split, self.root = layout, default_split, root
         self.files: dict[Key, Gathered] = {}
         self.places: dict[Key, tuple[str, bool]] = {}  # the folder each video's files are in
@@ -352,7 +290,7 @@ class _Grouper:
             gathered.elsewhere = f"{self.root.gathered(folder, dotted).shown} and {gathered.shown}"
         return gathered
 
-    def add(self, entry: _Entry) -> None:
+    def add(self, entry: Entry) -> None:
         """One entry by the general rules (a folder, a meta file, debris, a file anywhere)."""
         rel, root = entry.rel, self.root
         parts = rel.split("/")
@@ -373,7 +311,7 @@ class _Grouper:
             if len(rest) == 1:
                 self.dirs.add((split, kind, rest[0]))
             elif len(rest) == 2:
-                where = root._shown(rel)
+                where = root.shown(rel)
                 self.problems.append(
                     (split, rest[0], f"{where}: a folder where a frame or mask file is expected")
                 )
