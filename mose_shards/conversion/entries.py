@@ -77,8 +77,11 @@ def _local_entries(folder: str, rel: str) -> Iterator[Entry]:
     """A local folder walked with os.scandir: what fsspec's `find(detail=True)` gives (a symlink is a
     file of its target's size and its own mtime), without an info dict per file. Children go in the
     order of the sorted paths: a folder sorts as its name plus '/'."""
-    with os.scandir(folder) as scan:
-        children = sorted((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in scan)
+    try:
+        with os.scandir(folder) as scan:
+            children = sorted((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in scan)
+    except OSError as exc:
+        raise LayoutError(f"{folder}: cannot list this folder ({exc.strerror or exc})") from None
     for key, child in children:
         path = rel + child.name
         if key.endswith("/"):
