@@ -88,7 +88,10 @@ def _local_entries(folder: str, rel: str) -> Iterator[Entry]:
             yield Entry(path, -1)
             yield from _local_entries(child.path, path + "/")
             continue
-        info = child.stat(follow_symlinks=False)
+        try:
+            info = child.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # gone since listed (fsspec skips it too)
         size = info.st_size
         if stat.S_ISLNK(info.st_mode):
             try:
