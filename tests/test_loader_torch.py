@@ -116,3 +116,49 @@ def test_dataset_state_mid_batch_and_its_limits(converted: Path) -> None:
         dataset(converted, batch_size=3).load_state_dict(state)
     with pytest.raises(ConfigError, match="seed"):
         dataset(converted, seed=9).load_state_dict(state)
+
+
+def _pixels(batch: dict[str, Any]) -> list[tuple[str, bytes, bytes, bytes]]:
+    return [(v, batch["images"][i].numpy().tobytes(), batch["masks"][i].numpy().tobytes(),
+             batch["mask_valid"][i].numpy().tobytes()) for i, v in enumerate(batch["video_id"])]  # fmt: skip
+
+
+def test_batches_from_workers_are_recycled_without_touching_held_ones(converted: Path) -> None:
+    """ClipLoader with 2 workers: the same pixels as without workers; batches the loop dropped come
+    back in the same shared-memory blocks, while batches the loop keeps are never written again."""
+    from mose_shards.loader import ClipLoader
+    from mose_shards.loader.batches import BLOCK_MAGIC, HEADER
+
+    def loader(workers: int) -> Any:
+        return ClipLoader(dataset(converted, batch_size=2, clips_per_video=6), num_workers=workers)
+
+    expected = [p for b in loader(0) for p in _pixels(b)]
+    assert len(expected) == 24
+    seen, blocks = [], set()
+    for batch in loader(2):  # each batch dropped after use
+        storage = batch["images"].untyped_storage()
+        assert storage.is_shared() and bytes(storage[i] for i in range(len(BLOCK_MAGIC))) == BLOCK_MAGIC
+        assert batch["images"].storage_offset() == HEADER and batch["mask_valid"].dtype == torch.bool
+        blocks.add(storage.data_ptr())
+        seen += _pixels(batch)
+    assert seen == expected
+    assert len(blocks) < 12  # 12 batches in fewer blocks: they were reused
+    kept = list(loader(2))  # every batch held at once: none is overwritten
+    assert [p for b in kept for p in _pixels(b)] == expected
+    assert len({b["images"].untyped_storage().data_ptr() for b in kept}) == 12
+
+
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true:UserWarning")
+def test_pinned_and_plain_dataloader_batches_hold_the_same_pixels(converted: Path) -> None:
+    """collate_clips in a plain DataLoader's workers (one fresh shared block per batch, nothing
+    recycled) and ClipLoader with pin_memory give the pixels of the in-process loader."""
+    from torch.utils.data import DataLoader
+
+    from mose_shards.loader import ClipLoader, collate_clips
+
+    ds = dataset(converted, batch_size=3)
+    expected = [p for b in ClipLoader(ds) for p in _pixels(b)]
+    plain = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_clips)
+    assert [p for b in plain for p in _pixels(b)] == expected
+    pinned = ClipLoader(dataset(converted, batch_size=3), num_workers=2, pin_memory=True)
+    assert [p for b in pinned for p in _pixels(b)] == expected

@@ -17,12 +17,17 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from ..core.errors import ConfigError
+from .batches import HeldBlocks, RecycledCollate
 from .dataset import ClipDataset, collate_clips
 from .mixture import Source
 
 # set from the dataset, so that every rank and worker agrees on the batches
 FIXED = ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn", "drop_last")
 
+
+# recycled blocks per worker beyond prefetch_factor: the batch being filled, the one the training
+# loop holds and the one it held before (dropped when the next arrives)
+BLOCKS_BEYOND_PREFETCH = 3
 
 DatasetSpec = str | os.PathLike[str] | Source | Sequence[str | os.PathLike[str] | Source]
 DATASET_OPTIONS = frozenset(inspect.signature(ClipDataset.__init__).parameters) - {"self", "url"}
@@ -57,10 +62,16 @@ class ClipLoader(DataLoader):
                 f"ClipLoader takes {', '.join(fixed)} from the dataset: pass batch_size= and drop_last= to "
                 "ClipDataset (shuffling is ClipDataset's shuffle=, batching uses collate_clips)"
             )
+        # Batches from workers travel in shared-memory blocks that each worker reuses once the
+        # training loop has dropped them (batches.py); pinned batches are copies, so not there.
+        recycle = num_workers > 0 and not dataloader_kwargs.get("pin_memory", False)
+        prefetch = dataloader_kwargs.get("prefetch_factor") or 2
+        collate = RecycledCollate(prefetch + BLOCKS_BEYOND_PREFETCH) if recycle else collate_clips
         super().__init__(dataset, batch_size=dataset.batch_size, num_workers=num_workers,
-                         collate_fn=collate_clips, **dataloader_kwargs)  # fmt: skip
+                         collate_fn=collate, **dataloader_kwargs)  # fmt: skip
         self._epoch, self._start = dataset._position.get()
         self._steps = 0
+        self._blocks = HeldBlocks()
 
     def __len__(self) -> int:
         """Batches this rank yields in the pass that starts now (during a pass: in that pass)."""
@@ -71,10 +82,17 @@ class ClipLoader(DataLoader):
         ds: ClipDataset = self.dataset  # type: ignore[assignment]
         self._epoch, self._start = ds._position.get()
         self._steps = 0
-        for batch in super().__iter__():
-            self._steps += 1
-            yield batch
-        ds._position.set(self._epoch, 0)  # the pass is over: the next one starts the epoch afresh
+        try:
+            for batch in super().__iter__():
+                self._steps += 1
+                self._blocks.release()  # blocks of batches the loop has dropped go back to their worker
+                self._blocks.receive(batch)
+                yield batch
+                del batch
+            ds._position.set(self._epoch, 0)  # the pass is over: the next one starts the epoch afresh
+        finally:
+            if not self.persistent_workers:  # the workers that reuse them are gone
+                self._blocks.clear()
 
     def set_epoch(self, epoch: int) -> None:
         """The dataset's set_epoch (it reaches persistent workers)."""

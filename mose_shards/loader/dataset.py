@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.storage import StorageOptions, Store
+from .batches import collate_batch
 from .cache import DEFAULT_LIMIT, ShardCache
 from .decode import check_short_side, decode_frame_mask, decode_image, keep_objects
 from .distribution import EpochSchedule, Items, epoch_items
@@ -315,26 +316,6 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch clips: images -> [B, T, H, W, 3] uint8, masks -> [B, T, H, W] plus mask_valid [B, T]
     (False where a frame has no mask), torch tensors when torch is installed and shapes agree; every
-    other field becomes a list."""
-    out: dict[str, Any] = {k: [it[k] for it in items] for k in items[0] if k not in ("images", "masks")}
-    images = [np.stack(it["images"]) for it in items]
-    masks = [
-        np.stack([_filled(m, i) for m, i in zip(it["masks"], it["images"], strict=True)]) for it in items
-    ]
-    valid = [np.array([m is not None for m in it["masks"]], dtype=bool) for it in items]
-    if len({a.shape for a in images}) == 1:
-        images, masks, valid = [_tensor(np.stack(a)) for a in (images, masks, valid)]
-    out.update(images=images, masks=masks, mask_valid=valid)
-    return out
-
-
-def _filled(mask: np.ndarray | None, image: np.ndarray) -> np.ndarray:
-    return mask if mask is not None else np.zeros(image.shape[:2], np.uint8)
-
-
-def _tensor(array: np.ndarray) -> Any:
-    try:
-        import torch
-    except ImportError:
-        return array
-    return torch.from_numpy(array)
+    other field becomes a list. In a DataLoader worker the tensors are made in shared memory (one
+    block per batch, batches.py), so handing them to the training process copies nothing."""
+    return collate_batch(items)
