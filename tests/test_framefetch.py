@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,3 +55,41 @@ def test_a_member_that_was_not_read_is_an_error(converted: Path) -> None:
     with pytest.raises(OutputError, match="not read"):
         video[entry.num_frames - 1]
     assert np.all(np.diff([s for s, _ in frame_spans(entry, range(entry.num_frames), 0)]) > 0)
+
+
+def test_the_first_video_is_read_alone_then_the_next_ones_before_it_is_used(
+    converted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the start only the first video's spans are requested; the next `prefetch` videos are
+    requested once they have arrived, before the first video is handed out (so they arrive while it
+    is decoded)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    events: list[str] = []
+    original = Reader.read
+
+    def logged(self: Reader, shard: Any, start: int, size: int) -> bytes:
+        data = original(self, shard, start, size)
+        events.append(f"read {shard.path}")
+        return data
+
+    class Logged(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            events.append(f"submit {args[0].path}")
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(Reader, "read", logged)
+    monkeypatch.setattr(framefetch, "ThreadPoolExecutor", Logged)
+    ds = ClipDataset(str(converted), clip_length=2, shuffle=False)
+    entries = [v for v in ds.videos][:4]
+    assert len({e.shard.path for e in entries}) == 4 and all(
+        len(frame_spans(e, [0, 1])) == 1 for e in entries
+    )
+    stream = framefetch.stream_frames(ds.reader(), entries, [[0, 1]] * 4, prefetch=3)
+    assert next(stream).entry is entries[0]
+    events.append("yielded")
+    first, *others = [e.shard.path for e in entries]
+    submits = [e for e in events if e.startswith("submit")]
+    assert submits == [f"submit {p}" for p in (first, *others)]  # then `prefetch` in flight
+    assert events.index(f"read {first}") < events.index(f"submit {others[0]}") < events.index("yielded")
+    assert [v.entry for v in stream] == entries[1:]

@@ -80,3 +80,26 @@ def test_loader_uses_aws_variables(
         s3_converted, split="valid", clip_length=None, storage_options={"skip_instance_cache": True}
     )
     assert len(list(ds)) == 4
+
+
+def test_s3_client_made_once_per_process_and_workers_reuse_its_session(
+    s3_converted: str, s3_server: S3Server
+) -> None:
+    """The dataset connects its shard reader when made; another process (here: a pretended fork)
+    makes its own client on the parent's session; a ClipLoader's workers yield what one process does."""
+    torch = pytest.importorskip("torch")  # noqa: F841 - ClipLoader needs it
+    from mose_shards.loader import ClipLoader
+
+    opts = s3_server.storage_options()
+    ds = ClipDataset(s3_converted, clip_length=3, storage_options=opts, batch_size=2)
+    assert ds._readers is not None
+    pid, reader, (store,) = ds._readers
+    assert ds.reader() is reader and store.fs.session is not None
+    ds._readers = (-1, reader, [store])  # as a forked worker sees it
+    child = ds.reader()
+    assert child is not reader and child.store.fs is not store.fs  # type: ignore[attr-defined]
+    assert child.store.storage_options["session"] is store.fs.session  # type: ignore[attr-defined]
+    ds._readers = None
+    expected = [(b["video_id"], b["images"].numpy().tobytes()) for b in ClipLoader(ds)]
+    got = [(b["video_id"], b["images"].numpy().tobytes()) for b in ClipLoader(ds, num_workers=2)]
+    assert got == expected and len(expected) == 2

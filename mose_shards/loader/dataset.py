@@ -135,6 +135,9 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self._skip_workers: int | None = None
         self._yielded = 0  # items this copy yielded in its current pass
         self._pass_start = 0
+        self._readers: tuple[int, Reader, list[Store]] | None = None  # (pid, reader, its stores)
+        if any(str(o.root).startswith(("s3://", "s3a://")) for o in self.opened):
+            self._warm()
 
     @property
     def videos(self) -> VideoList:
@@ -230,12 +233,38 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             self._pass_start, self._yielded = 0, 0
 
     def reader(self) -> Reader:
-        """Range reads of the sources' outputs, each with its storage options; one per process."""
+        """Range reads of the sources' outputs, each with its storage options: made once per process
+        and kept for its passes. A forked DataLoader worker makes its own filesystem clients (they
+        cannot cross a fork) but reuses the parent's S3 session, whose service models are loaded."""
+        made = self._readers
+        if made is not None and made[0] == os.getpid():
+            return made[1]
+        before = made[2] if made is not None else [None] * len(self.opened)
+        stores = [
+            Store(o.root, _with_session(o.source.storage_options, parent))
+            for o, parent in zip(self.opened, before, strict=True)
+        ]
         cache = ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir is not None else None
-        readers = [Reader(Store(o.root, o.source.storage_options), self.retry, cache) for o in self.opened]
-        if len(readers) == 1:
-            return readers[0]
-        return MixedReader(readers, [o.index.shards for o in self.opened])
+        readers = [Reader(store, self.retry, cache) for store in stores]
+        reader = (
+            readers[0] if len(readers) == 1 else MixedReader(readers, [o.index.shards for o in self.opened])
+        )
+        self._readers = (os.getpid(), reader, stores)
+        return reader
+
+    def _warm(self) -> None:
+        """Make this process's reader now, with its S3 client (no request): the first clip then
+        starts with a GET, and forked workers inherit the session (service models loaded)."""
+        self.reader()
+        assert self._readers is not None
+        for store in self._readers[2]:
+            if _is_s3(store.fs):
+                store.fs.connect()  # s3fs: the session and its client
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_readers"] = None  # clients are per process; a spawned worker makes its own
+        return state
 
     def _generate(self, epoch: int, items: Items, padding: np.ndarray) -> Iterator[dict[str, Any]]:
         videos = items.video
@@ -311,6 +340,19 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             "epoch": epoch,
             "source": source,
         }
+
+
+def _is_s3(fs: Any) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return "s3" in protocols and hasattr(fs, "connect")
+
+
+def _with_session(options: StorageOptions | None, parent: Store | None) -> StorageOptions | None:
+    """The storage options, plus the parent process's S3 session when there is one to reuse."""
+    session = getattr(parent.fs, "session", None) if parent is not None and _is_s3(parent.fs) else None
+    if session is None or (options and "session" in options):
+        return options
+    return {**(options or {}), "session": session}
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

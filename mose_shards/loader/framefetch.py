@@ -70,23 +70,30 @@ def stream_frames(
     verify: bool = False,
 ) -> Iterator[FetchedVideo]:  # fmt: skip
     """The given videos, in order, each holding at least the frames `wanted` of it; the spans of up
-    to `prefetch` videos are read at once, in parallel."""
+    to `prefetch` videos are read at once, in parallel. The first video is read alone (its clip
+    waits for nothing else), the next ones while it is decoded."""
     depth = max(1, prefetch)
     pool = ThreadPoolExecutor(max_workers=depth * 2, thread_name_prefix="mose-shards-frames")
     pending: deque[tuple[IndexedVideo, int, list[tuple[int, Future[bytes]]]]] = deque()
     todo = deque(zip(entries, wanted, strict=True))
+
+    def submit() -> None:
+        entry, positions = todo.popleft()
+        spans = frame_spans(entry, positions)
+        reads = [(s, pool.submit(reader.read, entry.shard, s, e - s)) for s, e in spans]
+        pending.append((entry, min(positions), reads))
+
     try:
         while todo or pending:
-            while todo and len(pending) < depth:
-                entry, positions = todo.popleft()
-                spans = frame_spans(entry, positions)
-                reads = [(s, pool.submit(reader.read, entry.shard, s, e - s)) for s, e in spans]
-                pending.append((entry, min(positions), reads))
+            if not pending:  # the start: the first video's reads alone, so that they arrive soonest
+                submit()
             entry, first, reads = pending.popleft()
             parts = []
             for start, future in reads:
                 data = future.result()
                 parts.append((start, data))
+            while todo and len(pending) < depth:  # the next videos read while this one is decoded
+                submit()
             where = reader.where(entry.shard, parts[0][0], parts[-1][0] + len(parts[-1][1]) - parts[0][0])
             yield _checked(entry, first, PartialVideo(entry, parts, where, verify))
     finally:  # on an error or an abandoned pass, reads not started yet never start

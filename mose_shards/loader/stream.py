@@ -141,13 +141,20 @@ def stream_videos(
         return
     pool = ThreadPoolExecutor(max_workers=max(1, prefetch), thread_name_prefix="mose-shards-prefetch")
     pending: deque[tuple[Run, Future[bytes]]] = deque()
+
+    def submit() -> None:
+        run = todo.popleft()
+        pending.append((run, pool.submit(reader.read, run.shard, run.start, run.end - run.start)))
+
     try:
         while todo or pending:
-            while todo and len(pending) < max(1, prefetch):
-                run = todo.popleft()
-                pending.append((run, pool.submit(reader.read, run.shard, run.start, run.end - run.start)))
+            if not pending:  # the start: the first read alone, so that it arrives soonest
+                submit()
             run, future = pending.popleft()
+            data = future.result()
+            while todo and len(pending) < max(1, prefetch):  # the next reads while this one is used
+                submit()
             where = reader.where(run.shard, run.start, run.end - run.start)
-            yield from split_videos(run, future.result(), where, verify)
+            yield from split_videos(run, data, where, verify)
     finally:  # on an error or an abandoned pass, reads not started yet never start
         pool.shutdown(wait=True, cancel_futures=True)
