@@ -76,7 +76,9 @@ def _collate(batch: list[Any]) -> Any:
         shape = (len(arrays), *arrays[0].shape)
         if get_worker_info() is None:
             return torch.from_numpy(np.stack(arrays))
-        out = torch.empty(shape, dtype=torch.uint8).share_memory_()
+        # a shared-memory storage made as such (torch.empty(...).share_memory_() would copy once more)
+        storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+        out = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
         np.stack(arrays, out=out.numpy())
         return out
 
@@ -216,9 +218,17 @@ def mose_clips(cfg: dict[str, Any]) -> Any:
     from mose_shards.loader import ClipDataset
 
     options = cfg["s3"] if cfg["storage"] == "s3" else None
-    return ClipDataset(cfg["out"], clip_length=cfg["clip_length"], shuffle=False, seed=cfg["seed"],
-                       storage_options=options, short_side=cfg.get("short_side"),
+    return ClipDataset(cfg["out"], clip_length=cfg["clip_length"], shuffle=cfg.get("shuffle", False),
+                       seed=cfg["seed"], storage_options=options, short_side=cfg.get("short_side"),
                        clips_per_video=cfg.get("clips_per_video", 1))  # fmt: skip
+
+
+def _clip_loader_batches(dataset: Any, workers: int) -> Iterator[tuple[str, Any, Any]]:
+    """mose-shards' own loader (ClipLoader, batch 1, its collate and shared-memory batches), as clips."""
+    from mose_shards.loader import ClipLoader
+
+    for batch in ClipLoader(dataset, num_workers=workers):
+        yield batch["video_id"][0], batch["images"][0], batch["masks"][0]
 
 
 SYSTEMS = {"mose-shards": mose_clips, "raw-tree": RawTree, "webdataset": webdataset_clips,
@@ -238,7 +248,10 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         from litdata import StreamingDataLoader as Loader
     else:
         Loader = DataLoader  # noqa: N806
-    loader = Loader(dataset, batch_size=1, num_workers=cfg["workers"], collate_fn=_collate)
+    if cfg.get("clip_loader"):
+        loader: Any = _clip_loader_batches(dataset, cfg["workers"])
+    else:
+        loader = Loader(dataset, batch_size=1, num_workers=cfg["workers"], collate_fn=_collate)
     hashes: dict[str, str] = {}
     clips = pixels = 0
     first = 0.0

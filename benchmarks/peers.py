@@ -141,31 +141,51 @@ class Bench:
 
     def run(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """One epoch in a fresh process of the system's environment."""
-        path = self.work / "config.json"
-        path.write_text(json.dumps(cfg))
-        python = self.pythons.get(cfg["system"], sys.executable)  # the peers' own, else ours
-        s3 = cfg["s3"]
+        return self.run_together([cfg])[0]
+
+    def run_together(self, cfgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Epochs in fresh processes running at the same time, one per config."""
+        procs = []
+        for i, cfg in enumerate(cfgs):
+            path = self.work / f"config-{i}.json"
+            path.write_text(json.dumps(cfg))
+            python = self.pythons.get(cfg["system"], sys.executable)  # the peers' own, else ours
+            command = [python, str(RUNNER), "run", str(path)]
+            procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env=self._env(cfg["s3"])))  # fmt: skip
+        results = []
+        for proc, cfg in zip(procs, cfgs, strict=True):
+            try:
+                out, err = proc.communicate(timeout=self.args.timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                results.append({"error": f"no result within {self.args.timeout} s"})
+                continue
+            finally:
+                shutil.rmtree(cfg["cache"], ignore_errors=True)
+            results.append(self._result(cfg, proc.returncode, out, err))
+        return results
+
+    @staticmethod
+    def _env(s3: dict[str, Any]) -> dict[str, str]:
         env = {}
         if s3:  # the standard variables, and Mosaic Streaming's endpoint variable
             endpoint = s3["endpoint_url"]
             env = {"S3_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": s3["key"],
                    "AWS_SECRET_ACCESS_KEY": s3["secret"], "AWS_REGION": "us-east-1",
                    "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
-        env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-        try:
-            command = [python, str(RUNNER), "run", str(path)]
-            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=self.args.timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": f"no result within {self.args.timeout} s"}
-        finally:
-            shutil.rmtree(cfg["cache"], ignore_errors=True)
-        for line in done.stdout.splitlines():
+        return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+
+    @staticmethod
+    def _result(cfg: dict[str, Any], code: int, out: str, err: str) -> dict[str, Any]:
+        for line in out.splitlines():
             if line.startswith("RESULT "):
                 result: dict[str, Any] = json.loads(line[len("RESULT ") :])
                 if "error" in result:  # the whole story, for whoever reads the log
-                    log(f"{cfg['system']} ({cfg['storage']}) stderr:\n{done.stderr[-3000:]}")
+                    log(f"{cfg['system']} ({cfg['storage']}) stderr:\n{err[-3000:]}")
                 return result
-        return {"error": f"exit {done.returncode}: {last_lines(done.stderr)}"}
+        return {"error": f"exit {code}: {last_lines(err)}"}
 
 
 def _median(values: list[float]) -> float | None:
@@ -278,20 +298,41 @@ def machine_parallelism(jpeg: bytes, count: int = 40) -> float:
 
 def _long_epoch(bench: Bench, args: argparse.Namespace, bucket: str, s3: dict[str, Any],
                 runs: dict[Key, list[float]]) -> None:  # fmt: skip
-    """ClipDataset, 1 vs 2 workers, with enough clips per video for an epoch of >= epoch_seconds."""
-    probe = _epoch(bench, (bench.size, "mose-shards", "local", 1), bucket, s3)
-    per_clip = probe["seconds"] / max(1, probe["clips"])
-    # 1.5x margin: the probe's short epoch runs faster per clip than a long one on a busy machine
-    clips = max(1, int(1.5 * args.epoch_seconds / per_clip / len(bench.plan["videos"])) + 1)
+    """mose-shards' ClipLoader, 1 vs 2 workers, locally and from S3, on shuffled epochs of at least
+    epoch_seconds (each clip its own read); beside them, the machine's ceiling for the same work:
+    two independent in-process epochs at once against one."""
+    probe = _epoch(bench, (bench.size, "mose-shards", "local", 1), bucket, s3,
+                   clips_per_video=4, shuffle=True, clip_loader=True)  # fmt: skip
+    per_clip = (probe["seconds"] - probe["first"]) / max(1, probe["clips"] - 1)  # after start-up
+    # 1.6x margin: the machine may be freer later in the run than during the probe
+    clips = max(1, int(1.6 * args.epoch_seconds / per_clip / len(bench.plan["videos"])) + 1)
     jpeg = next((bench.dir / "raw" / "train" / "JPEGImages").glob("*/*.jpg")).read_bytes()
+    long = {"clips_per_video": clips, "shuffle": True, "clip_loader": True}
+    name = f"long-epoch x{clips}"
+    measures = [("local", 1), ("local", 2), ("s3", 1), ("s3", 2), ("ceiling", 1), ("ceiling", 2)]
     for r in range(args.rounds):
         runs.setdefault((bench.size, "cpu-probe", "local", 2), []).append(machine_parallelism(jpeg))
-        log(f"machine parallelism probe: {runs[(bench.size, 'cpu-probe', 'local', 2)][-1]:.2f}x")
-        for w in (1, 2) if r % 2 == 0 else (2, 1):
-            result = _epoch(bench, (bench.size, "mose-shards", "local", w), bucket, s3, clips_per_video=clips)
-            key = (bench.size, f"long-epoch x{clips}", "local", w)
-            runs.setdefault(key, []).append(result["clips"] / result["seconds"])
-            log(f"long epoch, {w} workers: {result['clips']} clips in {result['seconds']:.1f} s")
+        probed = runs[(bench.size, "cpu-probe", "local", 2)][-1]
+        log(f"machine parallelism probe (JPEG decodes): {probed:.2f}x")
+        for storage, w in measures[r % len(measures) :] + measures[: r % len(measures)]:
+            if storage == "ceiling":  # w processes at once, each a whole in-process epoch
+                cfg = _cfg(bench, (bench.size, "mose-shards", "local", 0), bucket, s3, **long)
+                results = bench.run_together([{**cfg, "cache": f"{cfg['cache']}-{i}"} for i in range(w)])
+                bad = [x["error"] for x in results if "error" in x]
+                if bad:
+                    log(f"ceiling, {w} process(es): FAILED {bad[0]}")
+                    continue
+                rate = sum(x["clips"] for x in results) / max(x["seconds"] for x in results)
+                runs.setdefault((bench.size, "same-work", "local", w), []).append(rate)
+                log(f"same work, {w} independent process(es): {rate:.2f} clips/s")
+                continue
+            result = _epoch(bench, (bench.size, "mose-shards", storage, w), bucket, s3, **long)
+            if "error" in result:
+                log(f"long epoch, {storage}, {w} workers: FAILED {result['error']}")
+                continue
+            runs.setdefault((bench.size, name, storage, w), []).append(result["clips"] / result["seconds"])
+            log(f"long epoch, {storage}, {w} workers: {result['clips']} clips in {result['seconds']:.1f} s "
+                f"(first clip after {result['first']:.2f} s)")  # fmt: skip
 
 
 def report(args: argparse.Namespace, sizes: list[str], systems: list[str], workers: list[int],
@@ -348,9 +389,20 @@ def report(args: argparse.Namespace, sizes: list[str], systems: list[str], worke
     for key in [k for k in med if k[1].startswith("long-epoch") and k[3] == 2]:
         one = med.get((*key[:3], 1))
         if one:
-            print(f"  {key[0]}: 2 workers vs 1 on a long epoch ({key[1]} clips/video): {med[key] / one:.2f}x")
+            print(f"  {key[0]}: 2 workers vs 1 on a long shuffled epoch, {key[2]} ({key[1]} clips/video, "
+                  f"ClipLoader): {med[key] / one:.2f}x ({med[key]:.2f} vs {one:.2f} clips/s)")  # fmt: skip
+    for key in [k for k in med if k[1].startswith("long-epoch") and k[2] == "s3"]:
+        local = med.get((key[0], key[1], "local", key[3]))
+        if local:
+            print(f"  {key[0]}: S3 + {args.delay * 1000:.0f} ms vs local on the long epoch, "
+                  f"{key[3]} worker(s) (>= 0.9): {med[key] / local:.2f}")  # fmt: skip
+    for key in [k for k in med if k[1] == "same-work" and k[3] == 2]:
+        one = med.get((*key[:3], 1))
+        if one:
+            print(f"  (meanwhile, 2 independent in-process epochs of the same clips ran "
+                  f"{med[key] / one:.2f}x one: the machine's ceiling for 2 workers)")  # fmt: skip
     for key in [k for k in med if k[1] == "cpu-probe"]:
-        print(f"  (meanwhile, 2 processes decoding JPEGs ran {med[key]:.2f}x one process on this machine)")
+        print(f"  (and 2 processes decoding JPEGs ran {med[key]:.2f}x one process on this machine)")
     if failed:
         print("\nFailures (as reported by the system, for every configuration listed):")
         grouped: dict[tuple[str, str], list[str]] = {}

@@ -162,3 +162,33 @@ def test_pinned_and_plain_dataloader_batches_hold_the_same_pixels(converted: Pat
     assert [p for b in plain for p in _pixels(b)] == expected
     pinned = ClipLoader(dataset(converted, batch_size=3), num_workers=2, pin_memory=True)
     assert [p for b in pinned for p in _pixels(b)] == expected
+
+
+def test_collate_clips_of_one_shape_and_of_several() -> None:
+    """One shape: [B, T, ...] tensors equal to the stacked items, a frame without mask all zero and
+    invalid; different shapes: per-clip arrays in lists."""
+    import numpy as np
+
+    from mose_shards.loader import collate_clips
+
+    rng = np.random.default_rng(0)
+
+    def item(height: int, missing: int | None) -> dict[str, Any]:
+        images = [rng.integers(0, 256, (height, 5, 3), dtype=np.uint8) for _ in range(3)]
+        masks = [None if t == missing else rng.integers(0, 4, (height, 5), dtype=np.uint8) for t in range(3)]
+        return {"video_id": f"v{height}{missing}", "images": images, "masks": masks}
+
+    items = [item(4, None), item(4, 1)]
+    batch = collate_clips(items)
+    assert batch["video_id"] == ["v4None", "v41"] and batch["images"].shape == (2, 3, 4, 5, 3)
+    assert np.array_equal(batch["images"].numpy(), np.stack([np.stack(i["images"]) for i in items]))
+    assert batch["mask_valid"].tolist() == [[True, True, True], [True, False, True]]
+    assert not batch["masks"][1, 1].any() and np.array_equal(
+        batch["masks"][1, 2].numpy(), items[1]["masks"][2]
+    )
+    mixed = collate_clips([item(4, None), item(6, 0)])
+    assert isinstance(mixed["images"], list) and [a.shape for a in mixed["images"]] == [
+        (3, 4, 5, 3),
+        (3, 6, 5, 3),
+    ]
+    assert mixed["mask_valid"][1].tolist() == [False, True, True] and not mixed["masks"][1][0].any()

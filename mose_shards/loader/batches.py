@@ -15,7 +15,9 @@ referenced any more, so the pages stay mapped in both processes and are written 
 A block starts with a small header: the magic `BLOCK_MAGIC`, then a state byte (`FREE`: the
 worker may reuse it; `BUSY`: being filled, in flight or in the training process's hands). Only the
 worker that made a block moves it to BUSY, and only the main side moves it back to FREE, after it has
-received the batch and every tensor on it is gone; so a block is never written while read.
+received the batch and every tensor on it is gone; so a block is never written while read. A
+block that never comes back (its batch dropped by DataLoader when a pass is abandoned) stays BUSY:
+past `limit` blocks a worker makes fresh unrecycled ones, as collate_clips does in a plain DataLoader.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def collate_batch(items: Sequence[dict[str, Any]], limit: int | None = None) -> 
             masks=[
                 np.stack([_filled(m, i) for m, i in zip(it["masks"], it["images"], strict=True)])
                 for it in items
-            ],  # fmt: skip
+            ],
             mask_valid=[np.array([m is not None for m in it["masks"]], dtype=bool) for it in items],
         )
         return out
