@@ -12,7 +12,7 @@ from mose_shards.conversion.executors import InlineExecutor, ProcessExecutor
 from mose_shards.conversion.orchestrate import convert
 from mose_shards.conversion.plan import plan_split
 from mose_shards.conversion.sources import discover
-from mose_shards.conversion.tasks import ShardTask, part_videos, run_shard, split_tail
+from mose_shards.conversion.tasks import PARTS, ShardTask, part_videos, run_shard, split_tail
 from mose_shards.core.errors import ProblemsError
 from tests.conftest import SMALL_SHARD
 from tests.helpers import tree_bytes
@@ -42,18 +42,19 @@ def test_parts_cut_the_videos_in_order_without_loss(raw_tree: Path) -> None:
         assert [v.video_id for part in parts for v in part] == [v.video_id for v in videos]
 
 
-def test_split_tail_parts_only_the_last_shards(raw_tree: Path, tmp_path: Path) -> None:
-    """Only the last `workers` shards become parts, two each, in order; one worker splits nothing."""
+def test_split_tail_parts_only_the_last_shards_largest_first(raw_tree: Path, tmp_path: Path) -> None:
+    """Only the last `workers` shards become parts, PARTS each, the larger shard's first; one worker
+    splits nothing."""
     (split, *_) = discover(str(raw_tree))
     plans = plan_split(split.name, split.videos, SMALL_SHARD)
     tasks = [ShardTask(p, str(raw_tree), str(tmp_path), None) for p in plans]
     assert len(tasks) >= 3 and split_tail(tasks, 1, "r") == tasks
     parted = split_tail(tasks, 2, "r")
     assert parted[: len(tasks) - 2] == tasks[:-2]
-    assert [(t.plan.index, t.part) for t in parted[len(tasks) - 2 :]] == [
-        (tasks[-2].plan.index, (0, 2)), (tasks[-2].plan.index, (1, 2)),
-        (tasks[-1].plan.index, (0, 2)), (tasks[-1].plan.index, (1, 2)),
-    ]  # fmt: skip
+    tail = sorted(tasks[-2:], key=lambda t: -t.plan.estimated_bytes)
+    assert tail[0].plan.estimated_bytes > tail[1].plan.estimated_bytes  # the order is really chosen
+    expected = [(t.plan.index, (k, PARTS)) for t in tail for k in range(PARTS)]
+    assert [(t.plan.index, t.part) for t in parted[len(tasks) - 2 :]] == expected
 
 
 def test_a_broken_video_in_a_part_fails_its_shard_once_and_publishes_nothing(
@@ -78,14 +79,13 @@ def test_a_broken_video_in_a_part_fails_its_shard_once_and_publishes_nothing(
 
 
 def test_parts_run_one_after_another_join_on_the_last(raw_tree: Path, tmp_path: Path) -> None:
-    """In one process too: the first part reports itself done, the second joins and returns the shard."""
+    """In one process too: each part but the last reports itself done, the last joins the shard."""
     (split, *_) = discover(str(raw_tree))
     plan = plan_split(split.name, split.videos, SMALL_SHARD)[0]
     task = ShardTask(plan, str(raw_tree), str(tmp_path / "out"), None)
-    first, second = list(InlineExecutor().run(run_shard, split_tail([task], 2, "r")))
-    assert type(first).__name__ == "PartDone" and second.bytes > 0  # type: ignore[union-attr]
+    *first, last = list(InlineExecutor().run(run_shard, split_tail([task], 2, "r")))
+    assert [type(r).__name__ for r in first] == ["PartDone"] * (PARTS - 1)
     whole = run_shard(ShardTask(plan, str(raw_tree), str(tmp_path / "whole"), None))
-    assert (tmp_path / "out" / plan.shard_path).read_bytes() == (
-        tmp_path / "whole" / plan.shard_path
-    ).read_bytes()
-    assert second == whole
+    parted, single = (tmp_path / d / plan.shard_path for d in ("out", "whole"))
+    assert parted.read_bytes() == single.read_bytes()
+    assert last == whole
