@@ -1,9 +1,9 @@
 """The one Parquet part reader: any fsspec URL, column projection, the file named in its errors.
 
 Every consumer (loader, stats, plots, verify, export) reads table parts through here. `query` hands the
-same file list to DuckDB. Parts are read from bytes, not through a Python file object: pyarrow's threads
-reading through a Python file sometimes abort the interpreter at exit ("terminate called without an
-active exception").
+same file list to DuckDB. Parts are read from bytes, not through a Python file object, and without
+Arrow's thread pool: pyarrow's threads holding Python objects sometimes abort the interpreter at exit
+("terminate called without an active exception").
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ def read_part(store: Store, rel: str, columns: Sequence[str] | None = None) -> p
     """One Parquet part as a pyarrow Table; OutputError naming it when missing or unreadable."""
     data = store.read(rel)
     try:
-        return pq.read_table(pa.BufferReader(data), columns=list(columns) if columns is not None else None)
+        # In the calling thread: with Arrow's threads, a buffer of the Python bytes could be released
+        # from one of them during interpreter exit, which aborts the process (seen 1 run in ~10 of
+        # `verify` at MOSEv2 size). Callers fetch parts in parallel threads of their own.
+        return pq.read_table(
+            pa.BufferReader(data),
+            columns=list(columns) if columns is not None else None,
+            use_threads=False,
+            pre_buffer=False,
+        )
     except (pa.ArrowException, OSError) as exc:
         raise OutputError(f"{store.url_of(rel)}: not a readable Parquet file ({exc})") from None
 
