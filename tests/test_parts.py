@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mose_shards.conversion.orchestrate import convert
 from mose_shards.conversion.plan import plan_split
 from mose_shards.conversion.sources import discover
 from mose_shards.conversion.tasks import PARTS, ShardTask, part_videos, run_shard, split_tail
-from mose_shards.core.errors import ProblemsError
+from mose_shards.core.errors import LayoutError, ProblemsError
 from tests.conftest import SMALL_SHARD
 from tests.helpers import tree_bytes
 
@@ -89,3 +90,12 @@ def test_parts_run_one_after_another_join_on_the_last(raw_tree: Path, tmp_path: 
     parted, single = (tmp_path / d / plan.shard_path for d in ("out", "whole"))
     assert parted.read_bytes() == single.read_bytes()
     assert last == whole
+
+
+def test_workers_spawned_before_planning_are_gone_when_planning_fails(tmp_path: Path) -> None:
+    """Local workers start while the source is planned; a source refused in planning leaves none."""
+    (tmp_path / "empty").mkdir()
+    config = ConvertConfig(str(tmp_path / "empty"), str(tmp_path / "out"), workers=2)
+    with pytest.raises(LayoutError):
+        convert(config)
+    assert multiprocessing.active_children() == []

@@ -35,15 +35,30 @@ class ProcessExecutor:
 
     At most `2 * workers` tasks are queued at a time, so memory stays flat and a kill loses little.
     Workers die with the parent (Linux), so a `kill -9` of the command leaves no orphan still writing.
+    `start(warm)` spawns the workers ahead of `run` (the caller plans meanwhile); `run` shuts them
+    down when it ends, `close` when it is never reached.
     """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self, warm: Callable[[], object] | None = None, count: int | None = None) -> None:
+        """Spawn `count` workers now (all by default; the others as tasks come), each running `warm`
+        once: a module-level function, so unpickling it imports its module, the task code, in the
+        worker while the caller works on."""
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_die_with_parent)
+            if warm is not None:
+                for _ in range(min(self.workers, count or self.workers)):
+                    self._pool.submit(warm)
 
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         pending = deque(tasks)
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_die_with_parent)
+        self.start()
+        pool = self._pool
+        assert pool is not None
         try:
             running: set[Future[R]] = set()
             while pending or running:
@@ -53,7 +68,12 @@ class ProcessExecutor:
                 for future in done:
                     yield future.result()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def _cores() -> int:

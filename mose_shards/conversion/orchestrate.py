@@ -14,13 +14,14 @@ built again, so its problems are reported instead of silently reused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import posixpath
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,7 @@ from .lease import Lease
 from .plan import ShardPlan, fingerprint, plan_split
 from .reader import SourceReader
 from .sources import Split, discover
-from .tasks import PartDone, ShardResult, ShardTask, done_marker, run_shard, split_tail
+from .tasks import PartDone, ShardResult, ShardTask, done_marker, run_shard, split_tail, warm
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def convert(
 
         refuse_local_paths(config.ray_address, _local_paths(config))  # before anything is read or written
     _refuse_foreign(store, config.overwrite)  # before anything is written into OUT, the lease included
-    with Lease(store) as lease:  # one writer per output, from the saved archive listings to the manifest
+    with Lease(store) as lease, _early_workers(config, executor) as early:  # one writer per output
+        executor = executor or early
         splits, skipped, plans, digest = _plan(config, store)
         notify("plan", sum(len(p.videos) for p in plans), len(plans))
         if _prepare(store, config, digest):
@@ -115,6 +117,25 @@ def convert(
         lease.check()
         manifest_mod.write(store, doc)
     return ConvertResult(doc, len(plans) - reused, reused, time.monotonic() - started)
+
+
+EARLY_WORKERS = 4  # spawned before planning; more only as tasks come (a tiny source on a big machine)
+
+
+@contextlib.contextmanager
+def _early_workers(config: ConvertConfig, executor: Executor | None) -> Iterator[ProcessExecutor | None]:
+    """Local worker processes spawned before planning, so that they start (and import the task code)
+    on the other cores while this process plans; closed on the way out if planning fails."""
+    count = config.workers or default_workers()
+    if executor is not None or config.executor != "local" or count < 2:
+        yield None
+        return
+    early = ProcessExecutor(count)
+    early.start(warm=warm, count=EARLY_WORKERS)
+    try:
+        yield early
+    finally:
+        early.close()
 
 
 def _plan(

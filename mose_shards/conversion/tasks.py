@@ -84,6 +84,10 @@ def done_marker(plan: ShardPlan) -> str:
     return layout.done_marker(plan.split, plan.index)
 
 
+def warm() -> None:
+    """Nothing: a worker unpickling it imports this module, and with it the task code."""
+
+
 def run_shard(task: ShardTask) -> ShardResult | PartDone:
     """Build one shard (or a part of it); in strict mode a broken video fails the shard with every
     problem found."""
