@@ -35,7 +35,7 @@ from ..core.errors import LayoutError, MissingDependencyError
 from ..core.layout import listing_checkpoint
 from .gzindex import Capture, Point, from_bytes, rejoin_prefix, to_bytes
 from .listfile import Listing, Members, members_bytes, read_members
-from .parts import ChecksumError, PartsFile, check_sums
+from .parts import ChecksumError, PartsFile, SeekableRaw, check_sums
 
 if TYPE_CHECKING:
     from .archives import Archive
@@ -214,7 +214,7 @@ class _Rejoined:
         self.gz.close()
 
 
-class _RejoinedFile(io.RawIOBase):
+class _RejoinedFile(SeekableRaw):
     """The prefix, then the original compressed bytes from `byte` to the gzip trailer (not included);
     the byte where they meet holds the prefix's last bits below the original's."""
 
@@ -226,19 +226,8 @@ class _RejoinedFile(io.RawIOBase):
         self.size = len(head) + raw.total - 8 - self.byte
         self.pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
+    def end(self) -> int:
+        return self.size
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

@@ -155,7 +155,31 @@ class _PartHash:
                     self.frontier = p + len(chunk)
 
 
-class PartsFile(io.RawIOBase):
+class SeekableRaw(io.RawIOBase):
+    """A read-only binary stream with a position `pos` that `seek` moves within [0, `end()`]; a
+    subclass reads at `pos` in `readinto`."""
+
+    pos = 0
+
+    def end(self) -> int:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.end()}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+
+class PartsFile(SeekableRaw):
     """The concatenation of files (one or more parts) as one seekable, read-only binary file."""
 
     def __init__(self, fs: Any, paths: list[str], sizes: list[int], urls: list[str], hashing: bool) -> None:
@@ -172,19 +196,8 @@ class PartsFile(io.RawIOBase):
         self.hashed_again = 0  # bytes hashed again to resume a listing (resume_hashes)
         self._handles: dict[int, Any] = {}
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.total}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
+    def end(self) -> int:
+        return self.total
 
     def part_at(self, offset: int) -> int:
         """The index of the part holding byte `offset` (the last part past the end)."""
