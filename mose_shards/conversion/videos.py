@@ -204,8 +204,9 @@ def pair(
     problem found (then no video)."""
     problems: list[str] = []
     found: dict[str, dict[int, int]] = {}  # kind -> frame number -> file index
+    listed: dict[str, Files] = {}  # kind -> its files, in listing order
     for kind, gathered, exts in (("frame", jpgs, FRAME_EXTENSIONS), ("mask", pngs, MASK_EXTENSIONS)):
-        files = gathered.files() if gathered is not None else no_files()
+        files = listed[kind] = gathered.files() if gathered is not None else no_files()
         seen: dict[int, int] = {}
         # A name listed twice (a tar may hold a member twice): the last one, as extracting it gives.
         latest = {name: i for i, name in enumerate(files.names)}
@@ -224,17 +225,16 @@ def pair(
         if gathered is not None and gathered.elsewhere is not None:
             problems.append(f"{where}: files of this video in two folders ({gathered.elsewhere})")
     frames, masks = found["frame"], found["mask"]
-    pngs_files = pngs.files() if pngs is not None else no_files()
+    pngs_files = listed["mask"]
     for number, i in sorted(masks.items()):
         if number not in frames:
             problems.append(f"{pngs_files.show(i)}: mask without a frame (no matching .jpg)")
-    if (jpgs is None or not jpgs.names) and not problems:
+    if not listed["frame"].names and not problems:
         problems.append(f"{where}: empty video folder (no .jpg frames)")
     if problems:
         return None, problems
-    assert jpgs is not None
     numbers = sorted(frames)
-    jpg_files = jpgs.files().take([frames[n] for n in numbers])
+    jpg_files = listed["frame"].take([frames[n] for n in numbers])
     names = tuple(_frame_key(name, FRAME_EXTENSIONS)[0] for name in jpg_files.names)
     masked_numbers = [n for n in numbers if n in masks]
     png_files = pngs_files.take([masks[n] for n in masked_numbers])
