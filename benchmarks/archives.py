@@ -60,13 +60,22 @@ def ship(raw: Path, dest: Path) -> Path:
         data = gzip.compress(buffer.getvalue(), compresslevel=6)
         if split == "valid":
             (dest / "valid.tar.gz").write_bytes(data)
-            continue
-        third = -(-len(data) // 3)
-        for i, suffix in enumerate(("aa", "ab", "ac")):
-            (dest / f"train.tar.gz.{suffix}").write_bytes(data[i * third : (i + 1) * third])
-    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(dest.iterdir())]
-    (dest / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+        else:
+            _three_parts(data, dest / "train.tar.gz")
+    _write_sums(dest)
     return dest
+
+
+def _three_parts(data: bytes, stem: Path) -> None:
+    """`data` cut as the Hub cuts MOSEv2's train: STEM.aa, STEM.ab, STEM.ac."""
+    third = -(-len(data) // 3)
+    for i, suffix in enumerate(("aa", "ab", "ac")):
+        stem.with_name(f"{stem.name}.{suffix}").write_bytes(data[i * third : (i + 1) * third])
+
+
+def _write_sums(folder: Path) -> None:
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(folder.iterdir())]
+    (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
 
 
 def run(source: Path, out: Path, workers: int, shard_size: str) -> tuple[float, float, int]:
@@ -204,12 +213,8 @@ def listing_parts(dest: Path, megabytes: int) -> Path:
             info.size = size
             archive.addfile(info, io.BytesIO(data))
             written, number = written + size, number + 1
-    data = gzip.compress(buffer.getvalue(), compresslevel=6)
-    third = -(-len(data) // 3)
-    for i, suffix in enumerate(("aa", "ab", "ac")):
-        (dest / f"train.tar.gz.{suffix}").write_bytes(data[i * third : (i + 1) * third])
-    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(dest.iterdir())]
-    (dest / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    _three_parts(gzip.compress(buffer.getvalue(), compresslevel=6), dest / "train.tar.gz")
+    _write_sums(dest)
     return dest
 
 
