@@ -13,6 +13,17 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 
+def tar_bytes(files: dict[str, bytes]) -> bytes:
+    """A plain tar of the given members (name -> bytes), in order, written with the stdlib tarfile."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def raw_frames(split_dir: Path) -> dict[tuple[str, str], tuple[bytes, bytes | None]]:
     """(video_id, frame_name) -> (jpg bytes, png bytes or None) for one split folder."""
     out = {}

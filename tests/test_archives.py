@@ -23,7 +23,7 @@ from mose_shards.core import tarscan
 from mose_shards.core.errors import ConfigError, LayoutError
 from mose_shards.synth import SynthSpec, generate
 from tests.conftest import SMALL_SHARD
-from tests.helpers import table, tree_bytes
+from tests.helpers import table, tar_bytes, tree_bytes
 
 
 def make_tar(root: Path, names: list[str], dest: Path) -> Path:
@@ -344,13 +344,7 @@ def test_tar_scanner_agrees_with_tarfile(fmt: int) -> None:
 def test_tar_scanner_refuses_a_damaged_header_mid_archive() -> None:
     """A header with a bad checksum after the first is an error naming its offset (tarfile stops
     listing there without a word)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for i in range(3):
-            info = tarfile.TarInfo(f"v/{i:05d}.jpg")
-            info.size = 10
-            archive.addfile(info, io.BytesIO(b"y" * 10))
-    data = bytearray(buffer.getvalue())
+    data = bytearray(tar_bytes({f"v/{i:05d}.jpg": b"y" * 10 for i in range(3)}))
     data[1024 + 5] ^= 0x01  # the second header
     with pytest.raises(LayoutError, match="damaged tar header at byte 1024"):
         _members(bytes(data))
@@ -571,15 +565,9 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
 
     rng = random.Random(0)
     files = {f"v/{i:05d}.jpg": rng.randbytes(rng.randrange(50_000, 600_000)) for i in range(30)}
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
     src = tmp_path / "src"
     src.mkdir()
-    cut(gzip.compress(buffer.getvalue(), compresslevel=1), src, "x.tar.gz", 3)
+    cut(gzip.compress(tar_bytes(files), compresslevel=1), src, "x.tar.gz", 3)
     write_sums(src)
     monkeypatch.setattr(archives, "_MIN_CHUNK", 1 << 20)  # ~9 MB compressed: ~9 seek points
     store = Store(str(tmp_path / "out"))

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import random
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,11 @@ from mose_shards.conversion.gzindex import WINDOW, Capture, Point, from_bytes, t
 from mose_shards.conversion.parts import ChecksumError, find_sums
 from mose_shards.core.layout import listing_checkpoint
 from mose_shards.core.storage import Store
+from tests.helpers import tar_bytes
 from tests.test_archives import cut, write_sums
 
 SPACING = 64 << 10
 EVERY = 400_000
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -40,7 +30,7 @@ def parts(tmp_path: Path) -> tuple[Path, dict[str, bytes], bytes]:
     """A .tar.gz of 60 members (~2.4 MB, mostly incompressible) in three parts, with SHA256SUMS."""
     rng = random.Random(5)
     files = {f"v{i // 10}/{i:05d}.jpg": rng.randbytes(rng.randrange(20_000, 60_000)) for i in range(60)}
-    tar = _tar(files)
+    tar = tar_bytes(files)
     src = tmp_path / "src"
     src.mkdir()
     cut(gzip.compress(tar, compresslevel=1, mtime=0), src, "x.tar.gz", 3)
@@ -92,10 +82,9 @@ def _read_back(archive: archives.Archive, listing: archives.Listing, src: Path, 
     return got[::-1]
 
 
-def test_captured_points_are_rapidgzips_own(parts: tuple[Path, dict[str, bytes], bytes]) -> None:
-    """The seek points captured while reading are the block starts rapidgzip exports, each with the
-    32 KiB before it as window; GZIDX bytes round trip."""
-    src, _, tar = parts
+def _read_through(src: Path) -> tuple[bytes, Capture, bytes]:
+    """The parts' bytes, a Capture that read the whole stream through rapidgzip, and the index
+    rapidgzip exports at the end."""
     data = b"".join(p.read_bytes() for p in sorted(src.glob("x.tar.gz.*")))
     stream = gzlist.load_rapidgzip().RapidgzipFile(io.BytesIO(data), parallelization=1, chunk_size=SPACING)
     try:
@@ -106,8 +95,16 @@ def test_captured_points_are_rapidgzips_own(parts: tuple[Path, dict[str, bytes],
         stream.export_index(exported)
     finally:
         stream.close()
+    return data, capture, exported.getvalue()
+
+
+def test_captured_points_are_rapidgzips_own(parts: tuple[Path, dict[str, bytes], bytes]) -> None:
+    """The seek points captured while reading are the block starts rapidgzip exports, each with the
+    32 KiB before it as window; GZIDX bytes round trip."""
+    src, _, tar = parts
+    data, capture, exported = _read_through(src)
     points = capture.take(len(tar))
-    theirs, size = from_bytes(exported.getvalue())
+    theirs, size = from_bytes(exported)
     assert size == len(tar) and len(points) >= 20
     assert [(p.bit, p.offset) for p in points] == [(p.bit, p.offset) for p in theirs if p.offset <= len(tar)]
     assert all(p.window == tar[max(0, p.offset - WINDOW) : p.offset] for p in points)
@@ -127,14 +124,7 @@ def test_a_rejoining_prefix_continues_the_stream_at_each_seek_point(
     from mose_shards.conversion.gzindex import rejoin_prefix
 
     src, _, tar = parts
-    data = b"".join(p.read_bytes() for p in sorted(src.glob("x.tar.gz.*")))
-    stream = gzlist.load_rapidgzip().RapidgzipFile(io.BytesIO(data), parallelization=1, chunk_size=SPACING)
-    try:
-        capture = Capture(stream)
-        while capture.read(1 << 20):
-            pass
-    finally:
-        stream.close()
+    data, capture, _ = _read_through(src)
     points = capture.take(len(tar) - 1)
     assert len({p.bit % 8 for p in points}) >= 4
     for point in points:
@@ -264,7 +254,7 @@ def test_a_stream_of_several_gzip_members_is_listed_again_from_the_start(
     going on fails, the archive is listed from the start, to the right members and index."""
     rng = random.Random(6)
     files = {f"v/{i:05d}.jpg": rng.randbytes(rng.randrange(20_000, 60_000)) for i in range(60)}
-    tar = _tar(files)
+    tar = tar_bytes(files)
     src = tmp_path / "src"
     src.mkdir()
     half = len(tar) // 2

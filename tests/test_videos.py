@@ -15,6 +15,7 @@ from mose_shards.synth import SynthSpec, generate
 
 
 def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A tar of `members` in order; a name may come twice (tar_bytes takes a dict, so not here)."""
     with tarfile.open(path, "w") as archive:
         for name, data in members:
             info = tarfile.TarInfo(name)
