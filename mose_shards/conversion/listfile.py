@@ -90,9 +90,6 @@ class Members:
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
-    def kind(self, i: int) -> str:
-        return _KINDS[self.kinds[i]]
-
     def release(self, i: int) -> str:
         """Member i's name, dropped from the listing (a consumer that goes through it once)."""
         name = self.names[i]

@@ -139,10 +139,6 @@ class SourceVideo:
             for i, name in enumerate(self.names)
         )
 
-    @property
-    def source_bytes(self) -> int:
-        return sum(self.jpgs.sizes) + sum(self.pngs.sizes)
-
 
 class Gathered:
     """The files of one kind of one video as the listing gives them (any order), before pairing."""
