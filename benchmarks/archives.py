@@ -3,13 +3,17 @@
 Three measurements, each against a baseline run in the same script:
 
 1. `mose-shards convert` of the Hub layout (train.tar.gz.aa..ac, valid.tar.gz, SHA256SUMS, checked)
-   against the same command on the extracted folder, with 1 worker (one gzip thread) and with 2
-   (two gzip threads while listing: rapidgzip's parallel decoder). Rounds alternate folder and
-   archive; the ratio is median wall(folder) / median wall(archive): 1.0 means as fast as the folder.
-   CPU seconds and peak RSS are the command plus its workers, sampled from /proc every 10 ms; on a
+   against the same command on the extracted folder: both pinned to one core with 1 worker (no
+   decoding beside the conversion: the work's own ratio), then 1 and 2 workers on every core (the
+   listing decodes with rapidgzip's threads, each worker decodes the next stretch and reads the next
+   video in threads of their own: the parallel decoder). Rounds alternate folder and archive; the
+   ratio is median wall(folder) / median wall(archive): 1.0 means as fast as the folder. CPU
+   seconds and peak RSS are the command plus its workers, sampled from /proc every 10 ms; on a
    shared machine the CPU ratio is the steadier one (other jobs stretch walls, not CPU time).
-2. Reading a gzip stream in three parts (200 MB, JPEG-like; decompress + sha256 of every part):
-   rapidgzip with 1 and 2 threads through our PartsFile, against Python's zlib on the same bytes.
+2. Reading a gzip stream in three parts (~200 MB: the generated train split's tar, repeated): the
+   listing's decoder (rapidgzip, 1 and 2 threads, through our PartsFile, sha256 of every part) and
+   the conversion's (zlib-ng, a stretch between seek points per call; alone and with the next
+   stretch decoded ahead), against Python's zlib on the same bytes.
 3. Listing a tar of many tiny members (MOSEv2 has 933k): our header scanner against `tarfile`, and
    a rerun that loads the listing saved under OUT/.mose-shards/sources instead.
 4. Listing checkpoints: listing a .tar.gz in three parts (JPEG-like members, hashed) with
@@ -43,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.proctree import convert_command, measure  # noqa: E402
 from mose_shards.conversion import archives, gzlist  # noqa: E402
+from mose_shards.conversion.gzseek import GzipRanges
 from mose_shards.core import tarscan  # noqa: E402
 from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate, parse_size
@@ -78,10 +83,19 @@ def _write_sums(folder: Path) -> None:
     (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
 
 
-def run(source: Path, out: Path, workers: int, shard_size: str) -> tuple[float, float, int]:
+# Runs a command on the first core only: nothing (listing threads, a read-ahead thread, a decoder
+# thread) runs beside the conversion, so the ratio is the work's own.
+ONE_CORE = [sys.executable, "-c",
+            "import os, sys; os.sched_setaffinity(0, {0}); os.execv(sys.argv[1], sys.argv[1:])"]  # fmt: skip
+
+
+def run(
+    source: Path, out: Path, workers: int, shard_size: str, one_core: bool = False
+) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the command and its workers, peak RSS bytes) of one conversion."""
     shutil.rmtree(out, ignore_errors=True)
-    result = measure(convert_command(str(source), str(out), workers, shard_size))
+    command = convert_command(str(source), str(out), workers, shard_size)
+    result = measure([*ONE_CORE, *command] if one_core else command)
     if result.returncode != 0:
         raise SystemExit(f"convert failed with exit code {result.returncode}: {result.stderr[-500:]}")
     return result.seconds, result.cpu_seconds, result.rss_tree
@@ -89,21 +103,24 @@ def run(source: Path, out: Path, workers: int, shard_size: str) -> tuple[float, 
 
 def convert_rounds(raw: Path, shipped: Path, tmp: Path, repeat: int, shard: str) -> None:
     """Wall and CPU seconds (the command and its workers) of folder and archive, in turns.
-    On a shared machine the CPU ratio is the steadier one: other jobs stretch walls, not CPU time."""
-    for workers in (1, 2):
+    On a shared machine the CPU ratio is the steadier one: other jobs stretch walls, not CPU time.
+    First both on one core: nothing decodes beside the conversion (no parallel decoder)."""
+    for workers, one_core in ((1, True), (1, False), (2, False)):
         walls: dict[str, list[float]] = {"folder": [], "archive": []}
         cpus: dict[str, list[float]] = {"folder": [], "archive": []}
         peaks: dict[str, int] = {"folder": 0, "archive": 0}
         for _ in range(repeat):
             for name, source in (("folder", raw), ("archive", shipped)):
-                wall, cpu, peak = run(source, tmp / f"out-{name}", workers, shard)
+                wall, cpu, peak = run(source, tmp / f"out-{name}", workers, shard, one_core)
                 cpus[name].append(cpu)
                 walls[name].append(wall)
                 peaks[name] = max(peaks[name], peak)
         folder, archive = statistics.median(walls["folder"]), statistics.median(walls["archive"])
         cpu_folder, cpu_archive = statistics.median(cpus["folder"]), statistics.median(cpus["archive"])
+        where = "one core" if one_core else f"{os.cpu_count()} cores"
         print(
-            f"convert, {workers} worker(s): folder {folder:.2f} s, split .tar.gz parts {archive:.2f} s; "
+            f"convert, {workers} worker(s), {where}: folder {folder:.2f} s, "
+            f"split .tar.gz parts {archive:.2f} s; "
             f"ratio {folder / archive:.2f}x the folder's speed (target >= 0.8); CPU {cpu_folder:.2f} s "
             f"vs {cpu_archive:.2f} s, ratio {cpu_folder / cpu_archive:.2f}; "
             f"peak RSS {peaks['folder'] / 1e6:.0f} MB vs {peaks['archive'] / 1e6:.0f} MB",
@@ -111,12 +128,15 @@ def convert_rounds(raw: Path, shipped: Path, tmp: Path, repeat: int, shard: str)
         )
 
 
-def stream_parts(dest: Path, megabytes: int) -> Path:
-    """A gzip stream of `megabytes` MB, JPEG-like (incompressible runs, some zeros), in three parts."""
+def stream_parts(dest: Path, megabytes: int, raw: Path) -> Path:
+    """A gzip stream of ~`megabytes` MB in three parts: the tar of the generated train split (JPEG
+    frames, PNG masks: deflate codes them in Huffman blocks, as it does real frames), repeated."""
     dest.mkdir()
-    rng = random.Random(0)
-    chunks = [rng.randbytes(800_000) + bytes(200_000) for _ in range(megabytes)]
-    data = gzip.compress(b"".join(chunks), compresslevel=6)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(raw / "train", arcname="train")
+    tar = buffer.getvalue()
+    data = gzip.compress(tar * max(1, round(megabytes * 1e6 / len(tar))), compresslevel=6)
     third = -(-len(data) // 3)
     for i, suffix in enumerate(("aa", "ab", "ac")):
         (dest / f"train.tar.gz.{suffix}").write_bytes(data[i * third : (i + 1) * third])
@@ -142,6 +162,16 @@ def gzip_throughput(shipped: Path, repeat: int) -> None:
             out_bytes += len(inflater.decompress(chunk))
         return time.perf_counter() - start
 
+    def with_stretches(ahead: bool) -> float:
+        start = time.perf_counter()
+        ranges = GzipRanges(lambda: archive.open(local.fs), index, spacing, ahead)
+        try:
+            while ranges.read(4 << 20):
+                pass
+        finally:
+            ranges.close()
+        return time.perf_counter() - start
+
     def with_rapidgzip(threads: int) -> float:
         start = time.perf_counter()
         with archive.open(local.fs, hashing=True) as raw:
@@ -154,16 +184,23 @@ def gzip_throughput(shipped: Path, repeat: int) -> None:
             raw.finish_hashes()
         return time.perf_counter() - start
 
-    times: dict[str, list[float]] = {"zlib": [], "rapidgzip x1": [], "rapidgzip x2": []}
+    spacing = archives.chunk_size(archive)
+    index = archives.scan(local.fs, archive, None, 1).index  # the seek index a listing builds
+    assert index is not None
+    names = ["zlib", "rapidgzip x1", "rapidgzip x2", "zlib-ng stretches", "zlib-ng stretches, next one ahead"]
+    times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeat):
         times["zlib"].append(with_zlib())
         times["rapidgzip x1"].append(with_rapidgzip(1))
         times["rapidgzip x2"].append(with_rapidgzip(2))
+        times["zlib-ng stretches"].append(with_stretches(False))
+        times["zlib-ng stretches, next one ahead"].append(with_stretches(True))
     base = statistics.median(times["zlib"])
     for name, values in times.items():
         wall = statistics.median(values)
         print(
-            f"gzip stream ({len(whole) / 1e6:.0f} MB compressed, sha256 of the parts too), {name}: "
+            f"gzip stream ({len(whole) / 1e6:.0f} MB compressed"
+            f"{'' if name.startswith('zlib-ng') else ', sha256 of the parts too'}), {name}: "
             f"{out_bytes / wall / 1e6:.0f} MB/s out, {base / wall:.2f}x zlib"
         )
 
@@ -190,6 +227,7 @@ def tar_listing(tmp: Path, members: int, repeat: int) -> None:
             assert sum(1 for _ in tarscan.scan(fh, str(path))) == count
         times["scanner"].append(time.perf_counter() - start)
         archives.load_or_scan(local.fs, archive, cache, None)  # saves the listing (first round)
+        archives.listings_saved()
         start = time.perf_counter()
         archives.load_or_scan(local.fs, archive, cache, None)
         times["saved"].append(time.perf_counter() - start)
@@ -330,7 +368,7 @@ def main() -> None:
             f"source: {2 * args.videos} videos, {2 * args.videos * args.frames} frames, {mb:.0f} MB shipped"
         )
         convert_rounds(raw, shipped, tmp, args.repeat, args.shard_size)
-        gzip_throughput(stream_parts(tmp / "stream", args.stream_mb), args.repeat)
+        gzip_throughput(stream_parts(tmp / "stream", args.stream_mb, raw), args.repeat)
         tar_listing(tmp, args.members, args.repeat)
         checkpoint_cost(listing_parts(tmp / "listing", args.stream_mb), tmp, args.repeat)
 

@@ -284,7 +284,7 @@ def test_listing_and_index_are_saved_and_reused(
     config = ConvertConfig(source=str(src), output=str(out), shard_size=SMALL_SHARD)
     convert(config)
     saved = sorted(p.name for p in (out / ".mose-shards" / "sources").iterdir())
-    assert [n.rsplit(".", 1)[1] for n in saved] == ["gzidx", "parquet", "gzidx", "parquet"]
+    assert [n.rsplit(".", 1)[1] for n in saved] == ["gzidx", "members", "gzidx", "members"]
     first = tree_bytes(out)
     (out / "manifest.json").unlink()
     shutil.rmtree(out / "shards" / "train")  # as if killed: the rerun must rebuild from the index
@@ -312,7 +312,7 @@ def test_plain_tar_listing_is_saved_and_reused(
     out = tmp_path / "out"
     config = ConvertConfig(source=str(tar), output=str(out), shard_size=SMALL_SHARD)
     first = convert(config)
-    assert list((out / ".mose-shards" / "sources").glob("*.parquet"))
+    assert list((out / ".mose-shards" / "sources").glob("*.members"))
     monkeypatch.setattr(archives, "scan", lambda *a, **k: pytest.fail("the tar was listed again"))
     again = convert(config)
     assert again.manifest == first.manifest
@@ -574,7 +574,8 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
     local = Store(str(src))
     found = archives.group_parts({p.name: local.fs.info(str(p)) for p in src.iterdir()}, str(src), str(src))
     sums = find_sums(local.fs, str(src), str(src), found[0].names)
-    listing = archives.load_or_scan(local.fs, found[0], store, sums, workers=2)
+    listing = archives.load_or_scan(local.fs, found[0], store, sums, threads=2)
+    archives.listings_saved()
     assert listing.verified and len(listing.members) == len(files)
     assert listing.index is not None and listing.index[:5] == b"GZIDX"  # indexed_gzip's format
     assert struct.unpack_from("<I", listing.index, 31)[0] >= 6  # seek points (header: 7+8+8+4+4 bytes)

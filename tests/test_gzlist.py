@@ -9,9 +9,11 @@ import io
 import json
 import os
 import random
+import struct
 from pathlib import Path
 
 import pytest
+import rapidgzip
 
 from mose_shards.conversion import archives, gzlist
 from mose_shards.conversion.gzindex import WINDOW, Capture, Point, from_bytes, to_bytes
@@ -65,7 +67,10 @@ def _list(src: Path, out: Path) -> tuple[archives.Archive, archives.Listing]:
     local = Store(str(src))
     found = archives.group_parts({p.name: local.fs.info(str(p)) for p in src.iterdir()}, str(src), str(src))
     sums = find_sums(local.fs, str(src), str(src), found[0].names)
-    listing = archives.load_or_scan(local.fs, found[0], Store(str(out)), sums)
+    try:
+        listing = archives.load_or_scan(local.fs, found[0], Store(str(out)), sums)
+    finally:
+        archives.listings_saved()  # written in a thread of its own
     return found[0], listing
 
 
@@ -117,8 +122,7 @@ def test_a_rejoining_prefix_continues_the_stream_at_each_seek_point(
     parts: tuple[Path, dict[str, bytes], bytes],
 ) -> None:
     """Prefix + the original bytes from a seek point inflate (zlib, raw) to the window and then the
-    tar from that point, whatever the point's bit position; no prefix fits a window of low bytes at
-    an odd bit position."""
+    tar from that point, whatever the point's bit position and window."""
     import zlib
 
     from mose_shards.conversion.gzindex import rejoin_prefix
@@ -128,14 +132,21 @@ def test_a_rejoining_prefix_continues_the_stream_at_each_seek_point(
     points = capture.take(len(tar) - 1)
     assert len({p.bit % 8 for p in points}) >= 4
     for point in points:
-        found = rejoin_prefix(point)
-        assert found is not None
-        head, low = found
+        head, low = rejoin_prefix(point)
         byte, keep = point.bit // 8, (1 << point.bit % 8) - 1
         joined = head + bytes([(low & keep) | (data[byte] & (0xFF ^ keep))]) + data[byte + 1 :]
         out = zlib.decompressobj(-15).decompress(joined)
         assert out == point.window + tar[point.offset :], point
-    assert rejoin_prefix(Point(8 * 1000 + 3, 5000, b"a" * WINDOW)) is None
+    # Every bit position, with a window of low bytes (no 9-bit literal to shift by): rapidgzip too.
+    for shift in range(8):
+        window = b"\0" * (WINDOW - 3) + b"ab\n"
+        head, low = rejoin_prefix(Point(8 * 1000 + shift, 5000, window))
+        final = low | (0b011 << shift)  # the original bits: an empty final block at `shift`
+        stream = head + final.to_bytes((shift + 17) // 8, "little")
+        assert zlib.decompress(stream, -15) == window
+        gz = b"\x1f\x8b\x08\0\0\0\0\0\0\xff" + stream + struct.pack("<II", zlib.crc32(window), WINDOW)
+        with rapidgzip.RapidgzipFile(io.BytesIO(gz), parallelization=1) as decoder:
+            assert decoder.read() == window
 
 
 def test_a_killed_listing_goes_on_from_its_checkpoint(
@@ -176,7 +187,7 @@ def _flip_byte(path: Path, at: int) -> None:
 
 
 def _members_file(folder: Path) -> None:
-    _flip_byte(folder / "members-000001.parquet", 100)
+    _flip_byte(folder / "members-000001.members", 100)
 
 
 def _state_garbled(folder: Path) -> None:
@@ -244,7 +255,7 @@ def test_a_part_changed_in_place_is_refused_after_resuming(
     os.utime(part, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     with pytest.raises(ChecksumError, match=r"x\.tar\.gz\.ac: sha256 mismatch"):
         _list(src, out)
-    assert not list((out / ".mose-shards" / "sources").glob("*.parquet"))
+    assert not list((out / ".mose-shards" / "sources").glob("*.members"))
 
 
 def test_a_stream_of_several_gzip_members_is_listed_again_from_the_start(
@@ -334,7 +345,7 @@ def test_kill_9_while_listing_then_rerun_goes_on_and_is_identical(tmp_path: Path
         assert proc.wait() == -signal.SIGKILL
     finally:
         _kill_group(proc)
-    assert not list((out / ".mose-shards" / "sources").glob("*.parquet"))  # killed while listing
+    assert not list((out / ".mose-shards" / "sources").glob("*.members"))  # killed while listing
     (folder,) = (out / ".mose-shards" / "sources").glob("*.partial")
     start = json.loads((folder / "state.json").read_text())["start"]
     rerun = subprocess.run(command(out, "-v"), env=env, capture_output=True, text=True)

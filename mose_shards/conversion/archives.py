@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import io
 import json
 import logging
 import math
 import posixpath
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,9 @@ from ..core import tarscan
 from ..core.errors import LayoutError
 from ..core.layout import SOURCES_DIR as CACHE_DIR
 from ..core.storage import version_of
-from ..core.tables import read_part
+from .gzlist import available_cores, scan_gzip, test_hooks
 from .gzlist import discard as discard_checkpoint
-from .gzlist import load_rapidgzip, scan_gzip, test_hooks
+from .gzseek import GzipRanges
 from .listfile import Listing, Members, members_bytes, read_members
 from .parts import PartsFile, check_sums, order_parts, part_of
 
@@ -37,10 +37,15 @@ log = logging.getLogger(__name__)
 
 KINDS = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".zip": "zip"}
 _FORMAT = 1  # bump when the saved listing changes shape
-# A reader holds the whole index (~33 KiB a seek point on JPEG data) and a cache of up to ~16
-# decompressed chunks (measured: rapidgzip 0.16, one thread). Spacing C gives (size / C) * 33 KiB +
-# 16 * C, least when both halves are equal: C = sqrt(size * 33 KiB / 16) ~ sqrt(size * 2 KiB).
-_WINDOW_PER_CACHED_CHUNK = 2048
+# Seek points C compressed bytes apart. A reader holds the whole index (~33 KiB a point on JPEG
+# data: size / C points) and up to ~8 stretches of C (kept, decoded ahead, being decoded), and a task
+# decodes up to C it does not need where its runs of members start and end. C = sqrt(size * 2 KiB)
+# keeps both memory terms and that waste growing as the square root of the archive: MOSEv2's 85 GB
+# train, 13 MB apart: ~210 MB of index plus ~100 MB of stretches per reader. At least 4 MiB: the
+# listing decodes a chunk between two points per rapidgzip task, and its two threads listed a 70 MB
+# archive at 275 MB/s with 1 MiB chunks against 369 with 4 MiB (benchmarks/archives.py).
+_SPACING_SCALE = 2048
+_DECODERS = 2  # threads per reading process that decode the stretches a read needs next
 _MIN_CHUNK, _MAX_CHUNK = 4 << 20, 64 << 20
 
 
@@ -156,14 +161,15 @@ def missing_listed(archive: Archive, sums: dict[str, str]) -> None:
 
 
 def scan(
-    fs: Any, archive: Archive, sums: dict[str, str] | None, workers: int = 1, cache: Any | None = None
+    fs: Any, archive: Archive, sums: dict[str, str] | None, threads: int | None = None, cache: Any = None
 ) -> Listing:
     """List an archive's members, hashing its parts against `sums` on the way (None: no check); a
-    .tar.gz listing is checkpointed under `cache` (OUT), and goes on from a checkpoint found there."""
+    .tar.gz is decompressed by `threads` (None: every core this process may use), checkpointed
+    under `cache` (OUT), and goes on from a checkpoint found there."""
     checking = bool(sums) and any(n in sums for n in archive.names)  # type: ignore[operator]
     with archive.open(fs, hashing=checking) as raw:
         if archive.kind == "tar.gz":
-            listing = scan_gzip(raw, archive, workers, sums if checking else None, cache, chunk_size(archive))
+            listing = scan_gzip(raw, archive, threads, sums if checking else None, cache, chunk_size(archive))
         elif archive.kind == "zip":
             from .zipsource import scan_zip
 
@@ -184,11 +190,11 @@ def scan(
 
 
 def chunk_size(archive: Archive) -> int:
-    """Compressed bytes between seek points, 4 to 64 MiB: the spacing that keeps a reader's index
-    plus decoder cache smallest (MOSEv2's 85 GB train: ~13 MB apart, ~420 MB per reader)."""
+    """Compressed bytes between seek points, 4 to 64 MiB (MOSEv2's 85 GB train: ~13 MB apart,
+    ~310 MB per reader)."""
     if "spacing" in test_hooks():
         return int(test_hooks()["spacing"])
-    return max(_MIN_CHUNK, min(_MAX_CHUNK, math.isqrt(sum(archive.sizes) * _WINDOW_PER_CACHED_CHUNK)))
+    return max(_MIN_CHUNK, min(_MAX_CHUNK, math.isqrt(sum(archive.sizes) * _SPACING_SCALE)))
 
 
 # --- the saved listing and seek index -------------------------------------------------------------
@@ -197,42 +203,75 @@ _INDEXES: dict[str, bytes] = {}  # gzip seek indexes built or loaded in this pro
 
 
 def load_or_scan(
-    fs: Any, archive: Archive, cache: Any | None, sums: dict[str, str] | None, workers: int = 1
+    fs: Any, archive: Archive, cache: Any | None, sums: dict[str, str] | None, threads: int | None = None
 ) -> Listing:
     """The archive's listing from `cache` (a Store: OUT) when saved by an earlier run, else scanned
     now and saved there. A listing saved without checking is not reused when sums must be checked."""
     base = f"{CACHE_DIR}/{archive.key}"
     checking = bool(sums) and any(n in sums for n in archive.names)  # type: ignore[operator]
-    if cache is not None and cache.exists(f"{base}.parquet"):
+    if cache is not None and cache.exists(f"{base}.members"):
         listing = _load(cache, base, archive)
         if listing is not None and (listing.verified or not checking):
             log.info("%s: listing reused from %s", archive.url, cache.url_of(base))
             return listing
-    listing = scan(fs, archive, sums, workers, cache)
+    listing = scan(fs, archive, sums, threads, cache)
     if listing.index is not None:
         _remember(archive.key, listing.index)
     if cache is not None:
-        _save(cache, base, listing)
-        if archive.kind == "tar.gz":
-            discard_checkpoint(cache, archive)  # the listing is whole now
+        _save(cache, base, listing, archive)
     return listing
 
 
-def _save(cache: Any, base: str, listing: Listing) -> None:
+_SAVING: list[tuple[threading.Thread, list[BaseException]]] = []  # listings being written
+
+
+def _save(cache: Any, base: str, listing: Listing, archive: Archive) -> None:
+    """The seek index now (workers load it from OUT); the members in a thread of its own, so that
+    planning goes on meanwhile (Parquet means loading pyarrow, and pyarrow loads pandas: ~0.25 s).
+    `listings_saved` waits for it; the interpreter does too at exit (not a daemon thread)."""
     if listing.index is not None:
         cache.write(f"{base}.gzidx", listing.index)  # before the listing: the listing says both are there
-    cache.write(f"{base}.parquet", members_bytes(listing))
+    # A copy: planning drops each name from the listing as it goes (names are shared, not copied).
+    saved = Listing(listing.members[:], listing.codecs, None, listing.verified)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            data = members_bytes(saved, drop_names=True)
+        except ValueError as exc:  # only a cache: a rerun lists the archive again
+            log.warning("%s: listing not saved (%s)", archive.url, exc)
+            return
+        try:
+            cache.write(f"{base}.members", data)
+            if archive.kind == "tar.gz":
+                discard_checkpoint(cache, archive)  # the listing is whole now
+        except BaseException as exc:  # raised by listings_saved, in the thread that waits
+            errors.append(exc)
+
+    thread = threading.Thread(target=write, name="mose-shards-save-listing")
+    thread.start()
+    _SAVING.append((thread, errors))
+
+
+def listings_saved() -> None:
+    """Wait until the listings being saved under OUT are written; the first error is raised."""
+    failed: BaseException | None = None
+    while _SAVING:
+        thread, errors = _SAVING.pop(0)
+        thread.join()
+        if errors and failed is None:
+            failed = errors[0]
+    if failed is not None:
+        raise failed
 
 
 def _load(cache: Any, base: str, archive: Archive) -> Listing | None:
     try:
-        table = read_part(cache, f"{base}.parquet")
+        listing = read_members(cache.read(f"{base}.members"))
         index = cache.read(f"{base}.gzidx") if archive.kind == "tar.gz" else None
     except Exception as exc:  # a damaged cache is rebuilt, never trusted: it is only a cache
         log.warning("%s: saved listing unreadable (%s); listing the archive again", archive.url, exc)
         return None
-    listing = read_members(table)
-    del table
     listing.index = index
     if index is not None:
         _remember(archive.key, index)
@@ -277,34 +316,15 @@ def close_shared() -> None:
 
 def open_members(fs: Any, archive: Archive, cache: Any | None) -> Any:
     """A seekable binary file of the archive's (uncompressed) bytes, for reading members by offset."""
-    raw = archive.open(fs)
     if archive.kind != "tar.gz":
-        return raw
+        return archive.open(fs)
     index = _INDEXES.get(archive.key)
     if index is None:
         if cache is None:
             raise LayoutError(f"{archive.url}: no seek index in this process and no output to load it from")
         index = cache.read(f"{CACHE_DIR}/{archive.key}.gzidx")
         _remember(archive.key, index)
-    gz = load_rapidgzip().RapidgzipFile(raw, parallelization=1, chunk_size=chunk_size(archive))
-    gz.import_index(io.BytesIO(index))
-    return _Closing(gz, raw)
-
-
-class _Closing:
-    """A decompressed stream that closes its compressed source with it."""
-
-    def __init__(self, stream: Any, raw: PartsFile) -> None:
-        self.stream = stream
-        self.raw = raw
-
-    def seek(self, offset: int) -> int:
-        return int(self.stream.seek(offset))
-
-    def read(self, size: int) -> bytes:
-        data: bytes = self.stream.read(size)
-        return data
-
-    def close(self) -> None:
-        self.stream.close()
-        self.raw.close()
+    threads = int(test_hooks().get("decoders", _DECODERS))
+    # On one core a stretch decoded ahead would only take the converting thread's time.
+    threads = min(threads, available_cores() - 1)
+    return GzipRanges(lambda: archive.open(fs), index, chunk_size(archive), threads)

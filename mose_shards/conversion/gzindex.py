@@ -13,10 +13,13 @@ from __future__ import annotations
 import struct
 from typing import Any, NamedTuple
 
+import numpy as np
+
 WINDOW = 32768
 # magic, version, flags, compressed size, uncompressed size, spacing, window size, points
 _HEADER = struct.Struct("<5sBBQQIII")
 _POINT = struct.Struct("<QQBB")  # compressed byte, uncompressed offset, bits of the byte before, has window
+_ROW = np.dtype([("byte", "<u8"), ("offset", "<u8"), ("bits", "u1"), ("has_window", "u1")])  # _POINT
 
 
 class Point(NamedTuple):
@@ -38,30 +41,47 @@ def to_bytes(points: list[Point], compressed: int, uncompressed: int, spacing: i
 
 def from_bytes(data: bytes) -> tuple[list[Point], int]:
     """(points, uncompressed length or 0) of a GZIDX index; ValueError when it is not one."""
-    try:
-        magic, version, _, _, uncompressed, _, window, count = _HEADER.unpack_from(data)
-    except struct.error:
-        raise ValueError("not a gzip index (short header)") from None
-    if magic != b"GZIDX" or version != 1 or window != WINDOW:
-        raise ValueError(f"not a gzip index of version 1 with {WINDOW}-byte windows")
-    table = _HEADER.size
-    windows = table + count * _POINT.size
-    points = []
-    for number in range(count):
+    table = Table(data)
+    return [table.point(i) for i in range(len(table))], table.uncompressed
+
+
+class Table:
+    """A GZIDX index as columns (bit and uncompressed offsets of its points), each point's window
+    read from the index bytes only when asked: a reader holds the index once."""
+
+    def __init__(self, data: bytes) -> None:
         try:
-            byte, offset, bits, has_window = _POINT.unpack_from(data, table + number * _POINT.size)
+            magic, version, _, _, uncompressed, _, window, count = _HEADER.unpack_from(data)
         except struct.error:
-            raise ValueError("gzip index cut short") from None
-        window = b""
-        if has_window:
-            window = data[windows : windows + WINDOW]
-            windows += WINDOW
-            if len(window) != WINDOW:
-                raise ValueError("gzip index cut short")
-        points.append(Point(byte * 8 - bits, offset, window))
-    if windows != len(data):
-        raise ValueError("gzip index with trailing bytes")
-    return points, uncompressed
+            raise ValueError("not a gzip index (short header)") from None
+        if magic != b"GZIDX" or version != 1 or window != WINDOW:
+            raise ValueError(f"not a gzip index of version 1 with {WINDOW}-byte windows")
+        start, end = _HEADER.size, _HEADER.size + count * _POINT.size
+        if len(data) < end:
+            raise ValueError("gzip index cut short")
+        rows = np.frombuffer(data, dtype=_ROW, count=count, offset=start)
+        has = rows["has_window"].astype(bool)
+        if len(data) != end + int(has.sum()) * WINDOW:
+            raise ValueError("gzip index cut short" if len(data) < end + int(has.sum()) * WINDOW
+                             else "gzip index with trailing bytes")  # fmt: skip
+        self.data = data
+        self.uncompressed = uncompressed
+        self.bits = rows["byte"].astype(np.int64) * 8 - rows["bits"]
+        self.offsets = rows["offset"].astype(np.int64)
+        starts = end + (np.cumsum(has) - 1) * WINDOW
+        self.windows = np.where(has, starts, -1)  # where each point's window starts in `data`
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def point(self, i: int) -> Point:
+        at = int(self.windows[i])
+        window = self.data[at : at + WINDOW] if at >= 0 else b""
+        return Point(int(self.bits[i]), int(self.offsets[i]), window)
+
+    def before(self, offset: int) -> int:
+        """The number of the last point at or before uncompressed `offset`."""
+        return int(np.searchsorted(self.offsets, offset, side="right")) - 1
 
 
 class Capture:
@@ -110,46 +130,62 @@ class Capture:
         return taken
 
 
-def rejoin_prefix(point: Point) -> tuple[bytes, int] | None:
+def rejoin_prefix(point: Point) -> tuple[bytes, int]:
     """The start of a raw deflate stream that outputs `point.window` and then goes on with the
     original stream's bits from `point.bit`: (whole prefix bytes, the low bits of the byte where
-    the original bits begin). None when no prefix fits (see below).
+    the original bits begin).
 
     A deflate decoder that takes a window and a bit offset (zlib's inflatePrime) is not reachable
     from Python, and rapidgzip goes on from an imported index only to the end of its last chunk in
-    one piece. A prefix can do both: a stored block holds the window (all but its last k bytes),
-    then fixed-Huffman blocks hold those k bytes as literals and pad the bit count, so that the
-    original bits continue at the same position within their byte and every byte after is the
-    original one. Literals are 8 bits below 144 and 9 above, empty blocks 10 bits: the bit count
-    reaches any position when some byte near the window's end is 144 or more.
+    one piece. A prefix does both: a stored block holds the window and ends on a byte boundary;
+    then empty blocks, which output nothing, take up bits until the original bits continue at the
+    same position within their byte, so that every byte after is the original one. An empty
+    fixed-Huffman block is 10 bits (2 mod 8: the even positions); an empty dynamic one, written as
+    below, 95 bits (7 mod 8: with fixed ones, the odd positions). Any position fits.
     """
     window, shift = point.window, point.bit % 8
-    for k in range(min(len(window), 256) + 1):
-        literals = window[len(window) - k :]
-        used = 3 + sum(9 if b >= 144 else 8 for b in literals) + 7
-        for empty in range(4):
-            if (used + 10 * empty) % 8 == shift:
-                return _prefix(window[: len(window) - k], literals, empty)
-    return None
+    bits = _Bits()
+    if shift % 2:
+        _empty_dynamic_block(bits)
+    while bits.count % 8 != shift:
+        bits.put(0b010, 3)  # BFINAL 0, BTYPE 01: fixed Huffman codes
+        bits.put(0, 7)  # end of block (256): seven 0 bits
+    stored = b"\x00" + struct.pack("<HH", len(window), len(window) ^ 0xFFFF) + window  # BFINAL 0, BTYPE 00
+    whole = bits.count // 8
+    head = (bits.value & ((1 << (8 * whole)) - 1)).to_bytes(whole, "little")
+    return stored + head, bits.value >> (8 * whole)
 
 
-def _prefix(stored: bytes, literals: bytes, empty: int) -> tuple[bytes, int]:
-    head = b"\x00" + struct.pack("<HH", len(stored), len(stored) ^ 0xFFFF) + stored  # BFINAL 0, BTYPE 00
-    value = count = 0
+class _Bits:
+    """Bits in deflate's order: each field from its least significant bit, from the first byte's."""
 
-    def put(bits: int, width: int, code: bool = False) -> None:  # codes go most significant bit first
-        nonlocal value, count
-        if code:
-            bits = int(f"{bits:0{width}b}"[::-1], 2)
-        value |= bits << count
-        count += width
+    def __init__(self) -> None:
+        self.value = self.count = 0
 
-    for block in range(1 + empty):
-        put(0, 1)  # BFINAL 0
-        put(1, 2)  # BTYPE 01: fixed Huffman codes
-        for byte in literals if block == 0 else b"":
-            put(*((0x30 + byte, 8) if byte < 144 else (0x190 + byte - 144, 9)), code=True)
-        put(0, 7, code=True)  # end of block (256)
-    whole = count // 8
-    tail = value >> (8 * whole)
-    return head + (value & ((1 << (8 * whole)) - 1)).to_bytes(whole, "little"), tail
+    def put(self, bits: int, width: int) -> None:
+        self.value |= bits << self.count
+        self.count += width
+
+
+# The order in which a dynamic block gives the lengths of the code-length code (RFC 1951, 3.2.7).
+_CODE_LENGTH_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
+
+
+def _empty_dynamic_block(bits: _Bits) -> None:
+    """A dynamic-Huffman block with no data, 95 bits. Its codes are complete, as every decoder
+    accepts: literal 0 and end-of-block 1 bit each, two distance codes of 1 bit, sent with a
+    code-length code of two 1-bit symbols ("length 1" = 0, "repeat a zero 11-138 times" = 1)."""
+    bits.put(0b100, 3)  # BFINAL 0, BTYPE 10: dynamic Huffman codes
+    bits.put(0, 5)  # HLIT: 257 literal/length codes
+    bits.put(1, 5)  # HDIST: 2 distance codes
+    bits.put(15, 4)  # HCLEN: all 19 code-length code lengths
+    for symbol in _CODE_LENGTH_ORDER:
+        bits.put(1 if symbol in (1, 18) else 0, 3)
+    bits.put(0, 1)  # literal 0: length 1
+    bits.put(1, 1)  # literals 1-138: no code
+    bits.put(138 - 11, 7)
+    bits.put(1, 1)  # literals 139-255: no code
+    bits.put(117 - 11, 7)
+    for _ in range(3):  # end of block, and the two distance codes: length 1
+        bits.put(0, 1)
+    bits.put(1, 1)  # end of block: code 1 (literal 0 has code 0)

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # Tar bytes between checkpoints (by the tar's offsets, not the decoder's read-ahead: the same places in
 # every run): at most this much is listed again after a kill.
 _EVERY = 1 << 30
-_FORMAT = 1  # bump when a checkpoint changes shape
+_FORMAT = 2  # bump when a checkpoint changes shape
 _STATE = "state.json"
 # Tests only: {"every": bytes between checkpoints, "spacing": bytes between seek points,
 # "pause": a file to create after the first checkpoint, then wait there to be killed}.
@@ -55,6 +55,11 @@ TEST_HOOKS = "MOSE_SHARDS_TEST_LISTING"
 def test_hooks() -> dict[str, Any]:
     hooks: dict[str, Any] = json.loads(os.environ.get(TEST_HOOKS) or "{}")
     return hooks
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity: `taskset`, a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_rapidgzip() -> Any:
@@ -68,7 +73,7 @@ def load_rapidgzip() -> Any:
 def scan_gzip(
     raw: PartsFile,
     archive: Archive,
-    workers: int,
+    threads: int | None,
     sums: dict[str, str] | None,
     cache: Any | None,
     spacing: int,
@@ -81,7 +86,7 @@ def scan_gzip(
     resume = book.load() if book is not None else None
     if resume is not None and book is not None:
         try:
-            return _list(raw, archive, workers, sums, book, resume, spacing)
+            return _list(raw, archive, threads, sums, book, resume, spacing)
         except ChecksumError:
             raise
         except LayoutError as exc:  # the archive or the checkpoint: listing from the start tells
@@ -89,13 +94,13 @@ def scan_gzip(
                         archive.url, exc)  # fmt: skip
             book.discard()
             raw.resume_hashes([None] * len(archive.paths), 0)
-    return _list(raw, archive, workers, sums, book, None, spacing)
+    return _list(raw, archive, threads, sums, book, None, spacing)
 
 
 def _list(
     raw: PartsFile,
     archive: Archive,
-    workers: int,
+    threads: int | None,
     sums: dict[str, str] | None,
     book: Checkpoints | None,
     resume: Resume | None,
@@ -104,7 +109,7 @@ def _list(
     members = resume.members if resume is not None else Members()
     start = resume.start if resume is not None else 0
     reader: _Fresh | _Rejoined | None = None
-    threads = max(1, min(workers, os.cpu_count() or 1))
+    threads = threads or available_cores()  # nothing else runs while a split is listed
     try:
         if resume is None:
             reader = _Fresh(raw, threads, spacing, book is not None)
@@ -164,9 +169,7 @@ class _Rejoined:
 
     def __init__(self, raw: PartsFile, resume: Resume, threads: int, spacing: int, capture: bool) -> None:
         point = resume.point
-        found = rejoin_prefix(point)
-        assert found is not None  # checked when the checkpoint was loaded
-        head, low = found
+        head, low = rejoin_prefix(point)
         self.file = _RejoinedFile(raw, head, low, point.bit)
         self.spacing = spacing
         self.out_shift = point.offset - len(point.window)  # original offset = rejoined offset + this
@@ -317,15 +320,13 @@ class Checkpoints:
         """A checkpoint at tar header `start`: the members and seek points since the last one."""
         if self.sums:  # a part hashed whole is checked now: a bad first part stops the run early
             check_sums(self.archive.part_urls, self.archive.names, digests, self.sums)
-        # The newest seek point a rejoining prefix fits (nearly always the newest one).
-        fitting = next((p for p in reversed(points) if rejoin_prefix(p) is not None), None)
-        if fitting is not None:
-            self.resume_at = (fitting.bit, fitting.offset)
+        if points:  # the newest seek point
+            self.resume_at = (points[-1].bit, points[-1].offset)
         if self.resume_at is None:
             return  # no seek point passed yet
         digests = _before(digests, self.archive.sizes, self.resume_at[0] // 8)
         number = len(self.segments) + 1
-        files = [f"members-{number:06d}.parquet", f"points-{number:06d}.gzidx"]
+        files = [f"members-{number:06d}.members", f"points-{number:06d}.gzidx"]
         blobs = [
             members_bytes(Listing(members[self.saved_members :])),
             to_bytes(points, sum(self.archive.sizes), 0, self.spacing),
@@ -375,7 +376,7 @@ class Checkpoints:
         first = point = None
         last = -1
         for segment in segments:
-            listed = read_members(_parquet(self.read(segment, 0)))
+            listed = read_members(self.read(segment, 0))
             if len(listed.members) != segment["members"]:
                 raise ValueError("member count does not match")
             members += listed.members
@@ -394,7 +395,7 @@ class Checkpoints:
             raise ValueError("the members do not end where the checkpoint goes on")
         if first is None or first.offset != 0 or point is None or last > start:
             raise ValueError("no seek point at the start of the stream, or none to go on from")
-        if point.bit // 8 >= sum(self.archive.sizes) - 8 or rejoin_prefix(point) is None:
+        if point.bit // 8 >= sum(self.archive.sizes) - 8:
             raise ValueError("the seek point to go on from is not one")
         if any(d is not None and (len(d) != 64 or d.strip("0123456789abcdef")) for d in digests):
             raise ValueError("a part's sha256 is not one")
@@ -415,13 +416,6 @@ def _before(digests: list[str | None], sizes: tuple[int, ...], byte: int) -> lis
     a part after it, hashed whole by the decoder's read-ahead, is read and hashed again)."""
     ends = [sum(sizes[: i + 1]) for i in range(len(digests))]
     return [d if end <= byte else None for d, end in zip(digests, ends, strict=True)]
-
-
-def _parquet(data: bytes) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    return pq.read_table(pa.BufferReader(data))
 
 
 def discard(cache: Any, archive: Archive) -> None:

@@ -1,22 +1,20 @@
-"""An archive's listing (its members) and the Parquet file it is saved as under OUT/.mose-shards/.
+"""An archive's listing (its members) and the file it is saved as under OUT/.mose-shards/.
 
 One writer and one reader for the saved listing of a finished scan and for the member segments of a
-listing checkpoint (`gzlist`): columns name, offset, size, kind, and for zip members their codec.
+listing checkpoint (`gzlist`): names, offsets, sizes, kinds, and for zip members their codec.
 """
 
 from __future__ import annotations
 
-import io
+import struct
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import overload
+
+from zlib_ng import zlib_ng
 
 from ..core import tarscan
-
-_COLUMNS = ("name", "offset", "size", "kind", "method", "packed", "crc", "header")
-_BATCH = 1 << 17  # members per row group of a saved listing
-
 
 _KINDS = (tarscan.FILE, tarscan.DIR, tarscan.LINK, tarscan.OTHER)
 KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
@@ -108,77 +106,80 @@ class Listing:
     verified: bool = False
 
 
-def members_bytes(listing: Listing) -> bytes:
-    """The listing as a Parquet file (zstd), in row groups of `_BATCH` members."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+_MAGIC = b"MOSE-SHARDS-MEMBERS"
+_HEAD = struct.Struct(f"<{len(_MAGIC)}sBQQ?")  # magic, format, members, zip codecs, verified
+_VERSION = 1
+_SECTION = struct.Struct("<Q")  # the compressed length of each section that follows
+_BATCH = 1 << 17  # names per section: a listing of ~1M names is never joined (or split) whole
 
+
+def members_bytes(listing: Listing, drop_names: bool = False) -> bytes:
+    """The listing as bytes: a header, then zlib sections: the names joined by NUL, `_BATCH` a
+    section; offsets, sizes and kinds as arrays; zip codecs. `drop_names` drops the names from the
+    listing as they are joined (a copy made to be saved). ValueError for a name that holds a NUL
+    (none can in a tar or a zip).
+
+    Not Parquet: building any Arrow table loads pandas when it is installed (~0.25 s, ~55 MB) on the
+    parent's critical path, and ~1M names took ~150 MB of Arrow buffers."""
     members = listing.members
-    sink = io.BytesIO()
-    writer = None
-    # In row groups of _BATCH members: converting a ~1M-member listing at once held ~160 MB of Arrow
-    # buffers beside the Python listing, the peak of the whole plan.
-    for start in range(0, max(len(members), 1), _BATCH):
-        end = min(start + _BATCH, len(members))
-        codecs = [listing.codecs.get(i, (-1, -1, -1, -1)) for i in range(start, end)]
-        kinds = pa.array(np.frombuffer(bytes(members.kinds[start:end]), np.int8))
-        columns = {
-            "name": pa.array(members.names[start:end], pa.string()),
-            "offset": pa.array(np.frombuffer(members.offsets, np.int64)[start:end]),
-            "size": pa.array(np.frombuffer(members.sizes, np.int64)[start:end]),
-            "kind": pa.DictionaryArray.from_arrays(kinds, pa.array(_KINDS, pa.string())),
-        }
-        for position, column in enumerate(_COLUMNS[4:]):
-            columns[column] = pa.array([c[position] for c in codecs], pa.int64())
-        table = pa.table(columns).replace_schema_metadata({"verified": str(int(listing.verified))})
-        if writer is None:
-            writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
-        writer.write_table(table)
-        del codecs, columns, table
-    assert writer is not None
-    writer.close()
-    release_arrow()
-    return sink.getvalue()
+    sections = []
+    for start in range(0, len(members), _BATCH):
+        batch = members.names[start : start + _BATCH]
+        if drop_names:
+            members.names[start : start + _BATCH] = [None] * len(batch)
+        if any("\0" in name for name in batch):  # type: ignore[operator]
+            raise ValueError("a member name holds a NUL byte")
+        sections.append("\0".join(batch).encode("utf-8", "surrogateescape"))  # type: ignore[arg-type]
+        del batch
+    sections.append(members.offsets.tobytes() + members.sizes.tobytes() + bytes(members.kinds))
+    sections.append(
+        array("q", [v for i, codec in sorted(listing.codecs.items()) for v in (i, *codec)]).tobytes()
+    )
+    out = [_HEAD.pack(_MAGIC, _VERSION, len(members), len(listing.codecs), listing.verified)]
+    for section in sections:
+        packed = zlib_ng.compress(section, 1)
+        out += [_SECTION.pack(len(packed)), packed]
+    return b"".join(out)
 
 
-def release_arrow() -> None:
-    """Give Arrow's freed buffers back to the system: converting a ~1M-member listing leaves ~150 MB
-    in its allocator's caches, held (unused) at the parent's peak through the whole plan."""
-    import pyarrow as pa
+def read_members(data: bytes) -> Listing:
+    """The listing saved by `members_bytes` (without its gzip index); ValueError when `data` is not one."""
+    try:
+        magic, version, count, codec_count, verified = _HEAD.unpack_from(data)
+    except struct.error:
+        raise ValueError("not a saved listing (short header)") from None
+    if magic != _MAGIC or version != _VERSION:
+        raise ValueError("not a saved listing of this version")
+    at = _HEAD.size
 
-    pa.default_memory_pool().release_unused()
+    def section() -> bytes:
+        nonlocal at
+        try:
+            (length,) = _SECTION.unpack_from(data, at)
+        except struct.error:
+            raise ValueError("a saved listing cut short") from None
+        at += _SECTION.size + length
+        if at > len(data):
+            raise ValueError("a saved listing cut short")
+        try:
+            return bytes(zlib_ng.decompress(data[at - length : at]))
+        except zlib_ng.error as exc:  # type: ignore[misc]
+            raise ValueError(f"a damaged saved listing ({exc})") from None
 
-
-def read_members(table: Any) -> Listing:
-    """The listing of a saved members table (pyarrow), without its gzip index."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    # Column by column, each column's Arrow buffers dropped once it is Python, and the codec columns
-    # only for the zip members that have one: a MOSEv2 tar has ~1M members, and the whole table beside
-    # eight Python lists of them was the peak of a rerun's plan.
-    verified = (table.schema.metadata or {}).get(b"verified") == b"1"
-    has_codecs = len(table) > 0 and pc.max(table.column("method")).as_py() >= 0
-    zipped = None
-    if has_codecs:
-        zipped = table.append_column("row", pa.array(range(len(table)), pa.int64()))
-        zipped = zipped.select(["row", *_COLUMNS[4:]])
-        zipped = zipped.filter(pc.greater_equal(zipped.column("method"), 0))
-    arrays = {c: table.column(c) for c in _COLUMNS[:4]}
-    del table
     members = Members()
-    members.names = arrays.pop("name").to_pylist()
-    members.offsets = array("q", arrays.pop("offset").to_numpy().astype("int64").tobytes())
-    members.sizes = array("q", arrays.pop("size").to_numpy().astype("int64").tobytes())
-    for chunk in arrays.pop("kind").chunks:  # a row group each
-        if not pa.types.is_dictionary(chunk.type):
-            chunk = chunk.dictionary_encode()
-        codes = bytes(KIND_CODES[kind] for kind in chunk.dictionary.to_pylist())
-        members.kinds += chunk.indices.to_numpy().astype("uint8").tobytes().translate(codes.ljust(256, b"\0"))
-    release_arrow()
-    codecs: dict[int, tuple[int, int, int, int]] = {}
-    if zipped is not None:
-        rows = zip(*(zipped.column(c).to_pylist() for c in ("row", *_COLUMNS[4:])), strict=True)
-        codecs = {row: (method, packed, crc, header) for row, method, packed, crc, header in rows}
+    for _ in range(0, count, _BATCH):
+        members.names += section().decode("utf-8", "surrogateescape").split("\0")
+    numbers = section()
+    members.offsets = array("q", numbers[: 8 * count])
+    members.sizes = array("q", numbers[8 * count : 16 * count])
+    members.kinds = bytearray(numbers[16 * count :])
+    values = array("q", section())
+    if at != len(data):
+        raise ValueError("a saved listing with trailing bytes")
+    if len(members.names) != count or len(members.kinds) != count or len(values) != 5 * codec_count:
+        raise ValueError("a saved listing whose columns do not add up")
+    codecs = {
+        values[j]: (values[j + 1], values[j + 2], values[j + 3], values[j + 4])
+        for j in range(0, len(values), 5)
+    }
     return Listing(members, codecs, verified=verified)

@@ -39,6 +39,7 @@ from ..core.layout import (
     shard_name,
 )
 from ..core.storage import Store
+from .archives import listings_saved
 from .config import ConvertConfig, default_workers
 from .executors import Executor, ProcessExecutor, make_executor
 from .lease import Lease
@@ -97,12 +98,14 @@ def convert(
         splits, skipped, plans, digest = _plan(config, store)
         notify("plan", sum(len(p.videos) for p in plans), len(plans))
         if _prepare(store, config, digest):
+            listings_saved()
             existing = manifest_mod.read(store.url, config.output_storage)[1]
             return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
         _clean_leftovers(store)
         results = _finished(store, plans, strict=config.on_error == "strict")
         reused = len(results)
         _run(config, plans, results, notify, lease, executor)
+        listings_saved()  # the source's listing is under OUT before the manifest commits the run
         doc = manifest_mod.build(
             source=config.source,
             options={**config.byte_options(), "pipeline": config.pipeline},
@@ -144,7 +147,7 @@ def _plan(
     """Discover the source, plan its shards; (splits, skipped videos, plans, fingerprint)."""
     found = discover(
         config.source, config.source_storage, config.layout, cache=store,
-        verify=config.verify_source, workers=config.workers or default_workers(), splits=config.splits,
+        verify=config.verify_source, splits=config.splits,
     )  # fmt: skip
     splits = _select(found, config.splits)
     skipped = _early_problems(splits, config.on_error)

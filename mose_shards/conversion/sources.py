@@ -60,17 +60,18 @@ def discover(
     *,
     cache: Any | None = None,
     verify: bool = True,
-    workers: int = 1,
+    threads: int | None = None,
     splits: tuple[str, ...] | None = None,
 ) -> list[Split]:
     """Find the splits and videos of a source, sorted by split then video id.
 
     `cache` (the output Store) keeps archive listings and gzip seek indexes for reruns and for the
     workers; `verify` checks archives against SHA256SUMS / `<file>.sha256` while listing them;
-    `workers` threads decompress gzip; `splits` skips archives of other splits in a folder of them.
+    `threads` decompress gzip (None: every core this process may use); `splits` skips archives of
+    other splits in a folder of them.
     """
     fs, root = url_to_fs(url, storage_options)
-    archives = _Archives(fs, cache, verify, workers, layout)
+    archives = _Archives(fs, cache, verify, threads, layout)
     folder, folder_url = posixpath.dirname(root.rstrip("/")), url.rstrip("/").rsplit("/", 1)[0]
     if "/" not in url.rstrip("/"):
         folder_url = ""
@@ -124,8 +125,8 @@ def _parts_named(fs: Any, root: str, folder: str, folder_url: str) -> Archive | 
 class _Archives:
     """Splits from archives: checksums and meta_<split>.json beside them, listings (saved in cache)."""
 
-    def __init__(self, fs: Any, cache: Any | None, verify: bool, workers: int, layout: Layout) -> None:
-        self.fs, self.cache, self.verify, self.workers, self.layout = fs, cache, verify, workers, layout
+    def __init__(self, fs: Any, cache: Any | None, verify: bool, threads: int | None, layout: Layout) -> None:
+        self.fs, self.cache, self.verify, self.threads, self.layout = fs, cache, verify, threads, layout
 
     def splits(self, archives: list[Archive], folder: str, folder_url: str) -> list[Split]:
         names = [n for a in archives for n in a.names]
@@ -137,7 +138,7 @@ class _Archives:
         for archive in archives:
             if sums:
                 missing_listed(archive, sums)
-            listing = load_or_scan(self.fs, archive, self.cache, sums, self.workers)
+            listing = load_or_scan(self.fs, archive, self.cache, sums, self.threads)
             outside = {}
             for split, name in metas.items():
                 path = posixpath.join(folder, name)

@@ -18,7 +18,8 @@ import os
 import pickle
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -130,9 +131,11 @@ class _Converted:
 def _convert(task: ShardTask, store: Store, videos: Sequence[SourceVideo], writer: ShardWriter) -> _Converted:
     out = _Converted()
     with SourceReader(task.source, task.source_options, cache=store) as reader:
-        for video in videos:
+        for video, read in _read_ahead(reader, videos):
             try:
-                records = _read_video(reader, video, task.void_label)
+                if isinstance(read, DataError):
+                    raise read
+                records = _build(video, read, task.void_label)
             except DataError as exc:
                 if task.on_error == "strict":
                     out.errors.append(str(exc))
@@ -263,10 +266,35 @@ def _publish(store: Store, plan: ShardPlan, workdir: str, result: ShardResult) -
         raise OutputError(f"{store.url_of(target)}: cannot write ({reason})") from None
 
 
-def _read_video(reader: SourceReader, video: SourceVideo, void_label: int | None) -> VideoRecords:
+def _read_ahead(
+    reader: SourceReader, videos: Sequence[SourceVideo]
+) -> Iterator[tuple[SourceVideo, list[bytes] | DataError]]:
+    """Each video with its bytes (or the error naming what could not be read), while the next one
+    is read in a thread: a .tar.gz stretch decodes, or an object store answers, while this thread
+    converts (measured in benchmarks/archives.py). Memory: two videos' bytes at most."""
+    if not videos:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="mose-shards-read") as pool:
+        ahead = pool.submit(_read_bytes, reader, videos[0])
+        for i, video in enumerate(videos):
+            current = ahead
+            if i + 1 < len(videos):  # queued behind `current`: reads stay in order, one ahead
+                ahead = pool.submit(_read_bytes, reader, videos[i + 1])
+            try:
+                read: list[bytes] | DataError = current.result()
+            except DataError as exc:
+                read = exc
+            yield video, read
+
+
+def _read_bytes(reader: SourceReader, video: SourceVideo) -> list[bytes]:
+    """The bytes of the video's frames, then of its masks; DataError naming one that cannot be read."""
+    blobs = [video.jpgs.blob(i) for i in range(video.num_frames)]
+    return reader.read_many(blobs + [video.pngs.blob(i) for i in range(len(video.pngs))])
+
+
+def _build(video: SourceVideo, data: list[bytes], void_label: int | None) -> VideoRecords:
     count = video.num_frames
-    blobs = [video.jpgs.blob(i) for i in range(count)] + [video.pngs.blob(i) for i in range(len(video.pngs))]
-    data = reader.read_many(blobs)  # DataError naming the file that cannot be read
     masks = video.mask_of()
     pngs = [None if m is None else data[count + m] for m in masks]
     return build_video(video, data[:count], pngs, void_label)

@@ -1,0 +1,121 @@
+"""Reading a .tar.gz by offset from its seek index (`gzseek.GzipRanges`): every stretch between two
+seek points decoded by zlib-ng in one call, and rapidgzip for a stream of several gzip members."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import random
+from pathlib import Path
+
+import pytest
+
+from mose_shards.conversion import gzlist
+from mose_shards.conversion.gzindex import Table
+from mose_shards.conversion.gzseek import GzipRanges
+from mose_shards.conversion.parts import PartsFile
+from mose_shards.core.storage import Store
+from tests.helpers import tar_bytes
+
+SPACING = 64 << 10
+
+
+def _tar(seed: int, count: int) -> bytes:
+    """Members that are partly incompressible, partly text (deflate blocks of both kinds)."""
+    rng = random.Random(seed)
+    files = {}
+    for i in range(count):
+        size = rng.randrange(2_000, 40_000)
+        text = b"".join(b"%d," % rng.randrange(1000) for _ in range(size // 4))[:size]
+        files[f"v{i // 8}/{i:05d}.{'jpg' if i % 3 else 'png'}"] = rng.randbytes(size) if i % 2 else text
+    return tar_bytes(files)
+
+
+def _index(data: bytes) -> bytes:
+    with gzlist.load_rapidgzip().RapidgzipFile(io.BytesIO(data), chunk_size=SPACING) as stream:
+        while stream.read(1 << 20):
+            pass
+        exported = io.BytesIO()
+        stream.export_index(exported)
+    return exported.getvalue()
+
+
+def _ranges(tmp_path: Path, data: bytes, threads: int, parts: int = 3) -> GzipRanges:
+    """GzipRanges over `data` cut into `parts` files, with `threads` decoding ahead."""
+    cut = -(-len(data) // parts)
+    paths = []
+    for i in range(parts):
+        path = tmp_path / f"x.tar.gz.{i:03d}"
+        path.write_bytes(data[i * cut : (i + 1) * cut])
+        paths.append(str(path))
+    fs = Store(str(tmp_path)).fs
+    sizes = [Path(p).stat().st_size for p in paths]
+    opener = lambda: PartsFile(fs, paths, sizes, paths, hashing=False)  # noqa: E731
+    return GzipRanges(opener, _index(data), SPACING, threads)
+
+
+def _check_reads(ranges: GzipRanges, tar: bytes, seed: int) -> None:
+    rng = random.Random(seed)
+    table = ranges.table
+    edges = [int(o) for o in table.offsets]
+    starts = [rng.randrange(len(tar)) for _ in range(60)] + edges + [e - 1 for e in edges[1:]]
+    for start in starts:
+        size = rng.choice([1, 100, 5000, 3 * SPACING])
+        ranges.seek(start)
+        assert ranges.read(size) == tar[start : start + size], (start, size)
+    ranges.seek(len(tar))
+    assert ranges.read(10) == b""
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_every_stretch_decodes_alone(tmp_path: Path, threads: int) -> None:
+    """Reads anywhere (across stretches and parts, at the seek points, at the end) give the tar's
+    bytes, and no stretch needs rapidgzip: every bit position of a seek point rejoins. Threads
+    decoding a read's later stretches meanwhile change no byte."""
+    tar = _tar(1, 160)
+    data = gzip.compress(tar, compresslevel=6, mtime=0)
+    ranges = _ranges(tmp_path, data, threads)
+    try:
+        table = Table(ranges.table.data)
+        assert len(table) >= 20 and len({int(b) % 8 for b in table.bits[1:-1]}) >= 4
+        _check_reads(ranges, tar, 2)
+        assert ranges.through_rapidgzip == 0
+        assert ranges.decoded >= len(tar)
+    finally:
+        ranges.close()
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_several_gzip_members(tmp_path: Path, threads: int) -> None:
+    """A stream of several gzip members (`cat a.gz b.gz`): a stretch that crosses a member's end is
+    read through rapidgzip, and every read is still the tar's bytes."""
+    tar = _tar(3, 120)
+    third = len(tar) // 3
+    data = b"".join(gzip.compress(tar[i : i + third], mtime=0) for i in range(0, len(tar), third))
+    ranges = _ranges(tmp_path, data, threads, parts=2)
+    try:
+        _check_reads(ranges, tar, 4)
+        assert ranges.through_rapidgzip >= 1
+    finally:
+        ranges.close()
+
+
+def test_damaged_stretch_is_an_error(tmp_path: Path) -> None:
+    """Bytes changed after listing (the index no longer fits) end in an error, never other bytes."""
+    tar = _tar(5, 60)
+    data = bytearray(gzip.compress(tar, compresslevel=6, mtime=0))
+    index = _index(bytes(data))
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    path = tmp_path / "x.tar.gz"
+    path.write_bytes(bytes(data))
+    fs = Store(str(tmp_path)).fs
+    opener = lambda: PartsFile(fs, [str(path)], [len(data)], [str(path)], False)  # noqa: E731
+    ranges = GzipRanges(opener, index, SPACING, 2)
+    try:
+        with pytest.raises((ValueError, RuntimeError)):
+            for start in range(0, len(tar), SPACING):
+                ranges.seek(start)
+                assert ranges.read(SPACING) == tar[start : start + SPACING]
+    finally:
+        ranges.close()
