@@ -30,8 +30,10 @@ from .gzindex import Table, rejoin_prefix
 from .gzlist import load_rapidgzip
 from .parts import PartsFile
 
-_KEEP = 4  # decoded stretches kept for the reads that follow (a run may go on where the last ended)
 _AHEAD = 4  # stretches of the read queued or decoding in the pool at most
+# Decoded stretches kept: those decoded here ahead of their turn (up to _AHEAD), and two for the
+# reads that follow (a run goes on where the last read ended; the masks' run beside the frames').
+_KEEP = _AHEAD + 2
 _EMPTY_FINAL_BLOCK = 0b011  # BFINAL 1, BTYPE 01 (fixed Huffman), then end-of-block: 7 zero bits
 
 
@@ -40,10 +42,10 @@ class GzipRanges:
 
     `open_raw` opens the compressed stream (its parts). With `threads`, the stretches of a read
     after its first are decoded by that many threads meanwhile, each through its own view of the
-    parts; the reading thread takes a queued stretch itself rather than wait. (Nothing is decoded
-    beyond the read: with workers taking turns at shards, the next stretch is often another's.)
-    rapidgzip reads the stretches zlib-ng cannot take alone. `read` and `seek` are for one thread
-    at a time."""
+    parts; while one it needs is decoding there, the reading thread decodes a queued one itself
+    rather than wait. Nothing is decoded beyond the read: with workers taking turns at shards, the
+    next stretch is often another worker's. rapidgzip reads the stretches zlib-ng cannot take
+    alone. `read` and `seek` are for one thread at a time."""
 
     def __init__(self, open_raw: Callable[[], PartsFile], index: bytes, spacing: int, threads: int) -> None:
         self.open_raw = open_raw
@@ -95,8 +97,17 @@ class GzipRanges:
             self.kept.move_to_end(i)
             return data
         pending = self.pending.pop(i, None)
-        started = pending is not None and not pending.cancel()  # else it is decoded here, not waited for
-        data = pending.result() if pending is not None and started else self._load(i, self.raw)
+        if pending is None or pending.cancel():  # not queued, or still queued: decoded here
+            return self._keep(i, self._load(i, self.raw))
+        while not pending.done():  # decoding in the pool: meanwhile, one still queued is decoded here
+            queued = next((j for j, later in self.pending.items() if later.cancel()), None)
+            if queued is None:
+                break
+            del self.pending[queued]
+            self._keep(queued, self._load(queued, self.raw))
+        return self._keep(i, pending.result())
+
+    def _keep(self, i: int, data: memoryview) -> memoryview:
         self.kept[i] = data
         while len(self.kept) > _KEEP:
             self.kept.popitem(last=False)
