@@ -67,10 +67,7 @@ def _list(src: Path, out: Path) -> tuple[archives.Archive, archives.Listing]:
     local = Store(str(src))
     found = archives.group_parts({p.name: local.fs.info(str(p)) for p in src.iterdir()}, str(src), str(src))
     sums = find_sums(local.fs, str(src), str(src), found[0].names)
-    try:
-        listing = archives.load_or_scan(local.fs, found[0], Store(str(out)), sums)
-    finally:
-        archives.listings_saved()  # written in a thread of its own
+    listing = archives.load_or_scan(local.fs, found[0], Store(str(out)), sums)
     return found[0], listing
 
 

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import posixpath
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +37,10 @@ log = logging.getLogger(__name__)
 KINDS = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".zip": "zip"}
 _FORMAT = 1  # bump when the saved listing changes shape
 # Seek points C compressed bytes apart. A reader holds the whole index (~33 KiB a point on JPEG
-# data: size / C points) and up to ~8 stretches of C (kept, decoded ahead, being decoded), and a task
+# data: size / C points) and up to ~11 stretches of C (gzseek: kept, queued, decoding), and a task
 # decodes up to C it does not need where its runs of members start and end. C = sqrt(size * 2 KiB)
 # keeps both memory terms and that waste growing as the square root of the archive: MOSEv2's 85 GB
-# train, 13 MB apart: ~210 MB of index plus ~100 MB of stretches per reader. At least 4 MiB: the
+# train, 13 MB apart: ~210 MB of index plus ~140 MB of stretches per reader. At least 4 MiB: the
 # listing decodes a chunk between two points per rapidgzip task, and its two threads listed a 70 MB
 # archive at 275 MB/s with 1 MiB chunks against 369 with 4 MiB (benchmarks/archives.py).
 _SPACING_SCALE = 2048
@@ -191,7 +190,7 @@ def scan(
 
 def chunk_size(archive: Archive) -> int:
     """Compressed bytes between seek points, 4 to 64 MiB (MOSEv2's 85 GB train: ~13 MB apart,
-    ~310 MB per reader)."""
+    ~350 MB per reader)."""
     if "spacing" in test_hooks():
         return int(test_hooks()["spacing"])
     return max(_MIN_CHUNK, min(_MAX_CHUNK, math.isqrt(sum(archive.sizes) * _SPACING_SCALE)))
@@ -222,47 +221,17 @@ def load_or_scan(
     return listing
 
 
-_SAVING: list[tuple[threading.Thread, list[BaseException]]] = []  # listings being written
-
-
 def _save(cache: Any, base: str, listing: Listing, archive: Archive) -> None:
-    """The seek index now (workers load it from OUT); the members in a thread of its own, so that
-    planning goes on meanwhile (Parquet means loading pyarrow, and pyarrow loads pandas: ~0.25 s).
-    `listings_saved` waits for it; the interpreter does too at exit (not a daemon thread)."""
     if listing.index is not None:
         cache.write(f"{base}.gzidx", listing.index)  # before the listing: the listing says both are there
-    # A copy: planning drops each name from the listing as it goes (names are shared, not copied).
-    saved = Listing(listing.members[:], listing.codecs, None, listing.verified)
-    errors: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            data = members_bytes(saved, drop_names=True)
-        except ValueError as exc:  # only a cache: a rerun lists the archive again
-            log.warning("%s: listing not saved (%s)", archive.url, exc)
-            return
-        try:
-            cache.write(f"{base}.members", data)
-            if archive.kind == "tar.gz":
-                discard_checkpoint(cache, archive)  # the listing is whole now
-        except BaseException as exc:  # raised by listings_saved, in the thread that waits
-            errors.append(exc)
-
-    thread = threading.Thread(target=write, name="mose-shards-save-listing")
-    thread.start()
-    _SAVING.append((thread, errors))
-
-
-def listings_saved() -> None:
-    """Wait until the listings being saved under OUT are written; the first error is raised."""
-    failed: BaseException | None = None
-    while _SAVING:
-        thread, errors = _SAVING.pop(0)
-        thread.join()
-        if errors and failed is None:
-            failed = errors[0]
-    if failed is not None:
-        raise failed
+    try:
+        data = members_bytes(listing)  # ~0.15 s for MOSEv2's 934k members
+    except ValueError as exc:  # only a cache: a rerun lists the archive again
+        log.warning("%s: listing not saved (%s)", archive.url, exc)
+        return
+    cache.write(f"{base}.members", data)
+    if archive.kind == "tar.gz":
+        discard_checkpoint(cache, archive)  # the listing is whole now
 
 
 def _load(cache: Any, base: str, archive: Archive) -> Listing | None:

@@ -113,10 +113,9 @@ _SECTION = struct.Struct("<Q")  # the compressed length of each section that fol
 _BATCH = 1 << 17  # names per section: a listing of ~1M names is never joined (or split) whole
 
 
-def members_bytes(listing: Listing, drop_names: bool = False) -> bytes:
+def members_bytes(listing: Listing) -> bytes:
     """The listing as bytes: a header, then zlib sections: the names joined by NUL, `_BATCH` a
-    section; offsets, sizes and kinds as arrays; zip codecs. `drop_names` drops the names from the
-    listing as they are joined (a copy made to be saved). ValueError for a name that holds a NUL
+    section; offsets, sizes and kinds as arrays; zip codecs. ValueError for a name that holds a NUL
     (none can in a tar or a zip).
 
     Not Parquet: building any Arrow table loads pandas when it is installed (~0.25 s, ~55 MB) on the
@@ -125,8 +124,6 @@ def members_bytes(listing: Listing, drop_names: bool = False) -> bytes:
     sections = []
     for start in range(0, len(members), _BATCH):
         batch = members.names[start : start + _BATCH]
-        if drop_names:
-            members.names[start : start + _BATCH] = [None] * len(batch)
         if any("\0" in name for name in batch):  # type: ignore[operator]
             raise ValueError("a member name holds a NUL byte")
         sections.append("\0".join(batch).encode("utf-8", "surrogateescape"))  # type: ignore[arg-type]

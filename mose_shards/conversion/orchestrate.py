@@ -39,7 +39,6 @@ from ..core.layout import (
     shard_name,
 )
 from ..core.storage import Store
-from .archives import listings_saved
 from .config import ConvertConfig, default_workers
 from .executors import Executor, ProcessExecutor, make_executor
 from .lease import Lease
@@ -98,14 +97,12 @@ def convert(
         splits, skipped, plans, digest = _plan(config, store)
         notify("plan", sum(len(p.videos) for p in plans), len(plans))
         if _prepare(store, config, digest):
-            listings_saved()
             existing = manifest_mod.read(store.url, config.output_storage)[1]
             return ConvertResult(existing, 0, len(plans), time.monotonic() - started)
         _clean_leftovers(store)
         results = _finished(store, plans, strict=config.on_error == "strict")
         reused = len(results)
         _run(config, plans, results, notify, lease, executor)
-        listings_saved()  # the source's listing is under OUT before the manifest commits the run
         doc = manifest_mod.build(
             source=config.source,
             options={**config.byte_options(), "pipeline": config.pipeline},
