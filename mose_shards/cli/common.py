@@ -73,6 +73,8 @@ class ProgressBar:
         self.disabled = disabled
         self.desc, self.unit = desc, unit
         self.bar: Any = None
+        self.listing: Any = None  # the bar of the archive being listed (bytes read)
+        self.listed = ""
 
     def step(self, done: int, total: int) -> None:
         self.update(self.desc, done, total)
@@ -80,19 +82,36 @@ class ProgressBar:
     def update(self, event: str, done: int, total: int) -> None:
         if self.disabled:
             return
+        if event.startswith("list:"):  # an archive read through to list it: minutes for MOSEv2's
+            if self.listed != event:
+                self._close_listing()
+                self.listing = self._bar(total, f"list {event[5:]}", unit="B", unit_scale=True)
+                self.listed = event
+            self.listing.update(done - self.listing.n)  # by steps: tqdm's rate is MB/s read
+            return
+        self._close_listing()
         if event == "plan":  # listing a large source takes a while: say what it found
             print(f"mose-shards: planned {done} videos into {total} shards", file=sys.stderr)
             return
         if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
+            self.bar = self._bar(total, self.desc, unit=self.unit)
         self.bar.n = done
         self.bar.refresh()
+
+    def _bar(self, total: int, desc: str, **options: Any) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, **options)
+
+    def _close_listing(self) -> None:
+        if self.listing is not None:
+            self.listing.close()
+            self.listing, self.listed = None, ""
 
     def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._close_listing()
         if self.bar is not None:
             self.bar.close()

@@ -30,7 +30,7 @@ from .gzlist import available_cores, scan_gzip, test_hooks
 from .gzlist import discard as discard_checkpoint
 from .gzseek import GzipRanges
 from .listfile import Listing, Members, members_bytes, read_members
-from .parts import PartsFile, check_sums, order_parts, part_of
+from .parts import Listed, PartsFile, check_sums, order_parts, part_of, reporting
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +160,22 @@ def missing_listed(archive: Archive, sums: dict[str, str]) -> None:
 
 
 def scan(
-    fs: Any, archive: Archive, sums: dict[str, str] | None, threads: int | None = None, cache: Any = None
+    fs: Any,
+    archive: Archive,
+    sums: dict[str, str] | None,
+    threads: int | None = None,
+    cache: Any = None,
+    listed: Listed | None = None,
 ) -> Listing:
     """List an archive's members, hashing its parts against `sums` on the way (None: no check); a
     .tar.gz is decompressed by `threads` (None: every core this process may use), checkpointed
-    under `cache` (OUT), and goes on from a checkpoint found there."""
+    under `cache` (OUT), and goes on from a checkpoint found there. `listed` hears how far the
+    archive has been read."""
     checking = bool(sums) and any(n in sums for n in archive.names)  # type: ignore[operator]
     with archive.open(fs, hashing=checking) as raw:
         if archive.kind == "tar.gz":
-            listing = scan_gzip(raw, archive, threads, sums if checking else None, cache, chunk_size(archive))
+            gz_sums = sums if checking else None
+            listing = scan_gzip(raw, archive, threads, gz_sums, cache, chunk_size(archive), listed)
         elif archive.kind == "zip":
             from .zipsource import scan_zip
 
@@ -180,7 +187,8 @@ def scan(
         else:
             gap = None if checking else 4 << 20  # hashing reads every byte; else seek over large members
             total = sum(archive.sizes)
-            members = Members(tarscan.scan(raw, archive.url, size=total, seek_gap=gap, drain=checking))
+            scanned = tarscan.scan(raw, archive.url, size=total, seek_gap=gap, drain=checking)
+            members = Members(reporting(scanned, raw, listed))
             listing = Listing(members)
         if checking:
             check_sums(archive.part_urls, archive.names, raw.finish_hashes(), sums or {})
@@ -202,7 +210,12 @@ _INDEXES: dict[str, bytes] = {}  # gzip seek indexes built or loaded in this pro
 
 
 def load_or_scan(
-    fs: Any, archive: Archive, cache: Any | None, sums: dict[str, str] | None, threads: int | None = None
+    fs: Any,
+    archive: Archive,
+    cache: Any | None,
+    sums: dict[str, str] | None,
+    threads: int | None = None,
+    listed: Listed | None = None,
 ) -> Listing:
     """The archive's listing from `cache` (a Store: OUT) when saved by an earlier run, else scanned
     now and saved there. A listing saved without checking is not reused when sums must be checked."""
@@ -213,7 +226,7 @@ def load_or_scan(
         if listing is not None and (listing.verified or not checking):
             log.info("%s: listing reused from %s", archive.url, cache.url_of(base))
             return listing
-    listing = scan(fs, archive, sums, threads, cache)
+    listing = scan(fs, archive, sums, threads, cache, listed)
     if listing.index is not None:
         _remember(archive.key, listing.index)
     if cache is not None:

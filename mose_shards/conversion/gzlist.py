@@ -35,7 +35,7 @@ from ..core.errors import LayoutError, MissingDependencyError
 from ..core.layout import listing_checkpoint
 from .gzindex import Capture, Point, from_bytes, rejoin_prefix, to_bytes
 from .listfile import Listing, Members, members_bytes, read_members
-from .parts import ChecksumError, PartsFile, SeekableRaw, check_sums
+from .parts import ChecksumError, Listed, PartsFile, SeekableRaw, check_sums, reporting
 
 if TYPE_CHECKING:
     from .archives import Archive
@@ -77,8 +77,10 @@ def scan_gzip(
     sums: dict[str, str] | None,
     cache: Any | None,
     spacing: int,
+    listed: Listed | None = None,
 ) -> Listing:
-    """List a .tar.gz read from `raw`, checkpointed under `cache` (a Store: OUT; None: not at all)."""
+    """List a .tar.gz read from `raw`, checkpointed under `cache` (a Store: OUT; None: not at all);
+    `listed` hears how far `raw` has been read."""
     if raw.read(2) != b"\x1f\x8b":
         raise LayoutError(f"{archive.part_urls[0]}: not gzip data (a .tar.gz must start with 1f 8b)")
     raw.seek(0)
@@ -86,7 +88,7 @@ def scan_gzip(
     resume = book.load() if book is not None else None
     if resume is not None and book is not None:
         try:
-            return _list(raw, archive, threads, sums, book, resume, spacing)
+            return _list(raw, archive, threads, sums, book, resume, spacing, listed)
         except ChecksumError:
             raise
         except LayoutError as exc:  # the archive or the checkpoint: listing from the start tells
@@ -94,7 +96,7 @@ def scan_gzip(
                         archive.url, exc)  # fmt: skip
             book.discard()
             raw.resume_hashes([None] * len(archive.paths), 0)
-    return _list(raw, archive, threads, sums, book, None, spacing)
+    return _list(raw, archive, threads, sums, book, None, spacing, listed)
 
 
 def _list(
@@ -105,6 +107,7 @@ def _list(
     book: Checkpoints | None,
     resume: Resume | None,
     spacing: int,
+    listed: Listed | None,
 ) -> Listing:
     members = resume.members if resume is not None else Members()
     start = resume.start if resume is not None else 0
@@ -119,7 +122,8 @@ def _list(
                      resume.point.offset)  # fmt: skip
             raw.resume_hashes(resume.digests, resume.point.bit // 8)
             reader = _Rejoined(raw, resume, threads, spacing, book is not None)
-        scanned = tarscan.scan(reader, archive.url, seek_gap=None, drain=True, block=4 << 20, start=start)
+        found = tarscan.scan(reader, archive.url, seek_gap=None, drain=True, block=4 << 20, start=start)
+        scanned = reporting(found, raw, listed)
         for member in scanned:
             members.append(member)
             if book is not None and member.following >= book.due:

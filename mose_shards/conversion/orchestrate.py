@@ -94,7 +94,7 @@ def convert(
     _refuse_foreign(store, config.overwrite)  # before anything is written into OUT, the lease included
     with Lease(store) as lease, _early_workers(config, executor) as early:  # one writer per output
         executor = executor or early
-        splits, skipped, plans, digest = _plan(config, store)
+        splits, skipped, plans, digest = _plan(config, store, notify)
         notify("plan", sum(len(p.videos) for p in plans), len(plans))
         if _prepare(store, config, digest):
             existing = manifest_mod.read(store.url, config.output_storage)[1]
@@ -139,12 +139,13 @@ def _early_workers(config: ConvertConfig, executor: Executor | None) -> Iterator
 
 
 def _plan(
-    config: ConvertConfig, store: Store
+    config: ConvertConfig, store: Store, notify: Progress
 ) -> tuple[list[Split], dict[str, list[dict[str, str]]], list[ShardPlan], str]:
-    """Discover the source, plan its shards; (splits, skipped videos, plans, fingerprint)."""
+    """Discover the source (archives listed tell `notify` how far they are read), plan its shards;
+    (splits, skipped videos, plans, fingerprint)."""
     found = discover(
         config.source, config.source_storage, config.layout, cache=store,
-        verify=config.verify_source, splits=config.splits,
+        verify=config.verify_source, splits=config.splits, progress=notify,
     )  # fmt: skip
     splits = _select(found, config.splits)
     skipped = _early_problems(splits, config.on_error)

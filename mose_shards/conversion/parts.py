@@ -18,10 +18,12 @@ import io
 import logging
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from ..core.errors import LayoutError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -303,3 +305,22 @@ def check_sums(
         if digest is not None and expected is not None and expected != digest:
             message = f"sha256 mismatch ({digest[:12]}…, the checksums say {expected[:12]}…)"
             raise ChecksumError(f"{url}: {message}")
+
+
+Listed = Callable[[int, int], None]  # (compressed bytes read so far, total): a listing's progress
+_REPORT_EVERY = 32 << 20
+
+
+def reporting(items: Iterable[T], raw: PartsFile, listed: Listed | None) -> Iterator[T]:
+    """`items` (a listing's members, read from `raw`), telling `listed` how far `raw` has been read
+    every 32 MB and once at the end."""
+    if listed is None:
+        yield from items
+        return
+    reported = 0
+    for item in items:
+        yield item
+        if raw.frontier >= reported + _REPORT_EVERY:
+            reported = raw.frontier
+            listed(reported, raw.total)
+    listed(raw.total, raw.total)

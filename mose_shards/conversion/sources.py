@@ -9,13 +9,14 @@ or its zip directory, never extracted); the bytes are read later, a video at a t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import logging
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,16 +63,18 @@ def discover(
     verify: bool = True,
     threads: int | None = None,
     splits: tuple[str, ...] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[Split]:
     """Find the splits and videos of a source, sorted by split then video id.
 
     `cache` (the output Store) keeps archive listings and gzip seek indexes for reruns and for the
     workers; `verify` checks archives against SHA256SUMS / `<file>.sha256` while listing them;
     `threads` decompress gzip (None: every core this process may use); `splits` skips archives of
-    other splits in a folder of them.
+    other splits in a folder of them; `progress("list:<archive>", bytes read, bytes)` hears how far
+    each archive listed has been read.
     """
     fs, root = url_to_fs(url, storage_options)
-    archives = _Archives(fs, cache, verify, threads, layout)
+    archives = _Archives(fs, cache, verify, threads, layout, progress)
     folder, folder_url = posixpath.dirname(root.rstrip("/")), url.rstrip("/").rsplit("/", 1)[0]
     if "/" not in url.rstrip("/"):
         folder_url = ""
@@ -125,8 +128,12 @@ def _parts_named(fs: Any, root: str, folder: str, folder_url: str) -> Archive | 
 class _Archives:
     """Splits from archives: checksums and meta_<split>.json beside them, listings (saved in cache)."""
 
-    def __init__(self, fs: Any, cache: Any | None, verify: bool, threads: int | None, layout: Layout) -> None:
+    def __init__(
+        self, fs: Any, cache: Any | None, verify: bool, threads: int | None, layout: Layout,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> None:  # fmt: skip
         self.fs, self.cache, self.verify, self.threads, self.layout = fs, cache, verify, threads, layout
+        self.progress = progress
 
     def splits(self, archives: list[Archive], folder: str, folder_url: str) -> list[Split]:
         names = [n for a in archives for n in a.names]
@@ -138,7 +145,10 @@ class _Archives:
         for archive in archives:
             if sums:
                 missing_listed(archive, sums)
-            listing = load_or_scan(self.fs, archive, self.cache, sums, self.threads)
+            listed = None
+            if self.progress is not None:
+                listed = functools.partial(self.progress, f"list:{posixpath.basename(archive.url)}")
+            listing = load_or_scan(self.fs, archive, self.cache, sums, self.threads, listed)
             outside = {}
             for split, name in metas.items():
                 path = posixpath.join(folder, name)
