@@ -49,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.proctree import convert_command, measure  # noqa: E402
-from mose_shards.conversion import archives, gzlist  # noqa: E402
+from mose_shards.conversion import archives, gzcheckpoints, gzlist  # noqa: E402
 from mose_shards.conversion.gzseek import GzipRanges
 from mose_shards.core import tarscan  # noqa: E402
 from mose_shards.core.storage import Store
@@ -279,12 +279,12 @@ def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
         cache = Store(str(tmp / "ckpt-out"))
         shutil.rmtree(tmp / "ckpt-out", ignore_errors=True)
         if every is not None:
-            os.environ[gzlist.TEST_HOOKS] = json.dumps({"every": every})
+            os.environ[gzcheckpoints.TEST_HOOKS] = json.dumps({"every": every})
         start = time.perf_counter()
         try:
             found = archives.scan(local.fs, archive, sums, 1, cache if every is not None else None)
         finally:
-            os.environ.pop(gzlist.TEST_HOOKS, None)
+            os.environ.pop(gzcheckpoints.TEST_HOOKS, None)
         tar_size = found.members[-1].following
         return time.perf_counter() - start
 
@@ -292,41 +292,41 @@ def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
         """The second half of the tar, going on from a checkpoint; or the whole listing from the start."""
         cache = Store(str(tmp / "ckpt-half"))
         shutil.rmtree(tmp / "ckpt-half", ignore_errors=True)
-        os.environ[gzlist.TEST_HOOKS] = json.dumps({"every": tar_size // 2})
-        original = gzlist.Checkpoints.save
+        os.environ[gzcheckpoints.TEST_HOOKS] = json.dumps({"every": tar_size // 2})
+        original = gzcheckpoints.Checkpoints.save
 
-        def save_then_stop(self: gzlist.Checkpoints, *args: object) -> None:
+        def save_then_stop(self: gzcheckpoints.Checkpoints, *args: object) -> None:
             original(self, *args)  # type: ignore[arg-type]
             raise _Stop
 
-        gzlist.Checkpoints.save = save_then_stop  # type: ignore[method-assign]
+        gzcheckpoints.Checkpoints.save = save_then_stop  # type: ignore[method-assign]
         try:
             archives.scan(local.fs, archive, sums, 1, cache)
         except _Stop:
             pass
         finally:
-            gzlist.Checkpoints.save = original  # type: ignore[method-assign]
-        os.environ[gzlist.TEST_HOOKS] = json.dumps({"every": 1 << 62})
+            gzcheckpoints.Checkpoints.save = original  # type: ignore[method-assign]
+        os.environ[gzcheckpoints.TEST_HOOKS] = json.dumps({"every": 1 << 62})
         try:
             start = time.perf_counter()
             archives.scan(local.fs, archive, sums, 1, cache if resumed else None)
             return time.perf_counter() - start
         finally:
-            os.environ.pop(gzlist.TEST_HOOKS, None)
+            os.environ.pop(gzcheckpoints.TEST_HOOKS, None)
 
     listing(None)  # warm the page cache
     times: dict[str, list[float]] = {"none": [], "default": [], "tenth": []}
     halves: dict[str, list[float]] = {"resumed": [], "whole": []}
     for _ in range(repeat):
         times["none"].append(listing(None))
-        times["default"].append(listing(gzlist._EVERY))
+        times["default"].append(listing(gzcheckpoints.EVERY))
         times["tenth"].append(listing(max(1, tar_size // 10)))
         halves["resumed"].append(half_of_listing(True))
         halves["whole"].append(half_of_listing(False))
     base = statistics.median(times["none"])
     labels = {
         "none": "no checkpoints",
-        "default": f"checkpoints every {gzlist._EVERY >> 30} GiB (none here: seek points captured only)",
+        "default": f"checkpoints every {gzcheckpoints.EVERY >> 30} GiB (none here: seek points only)",
         "tenth": "a checkpoint every tenth of the tar",
     }
     for name, values in times.items():
@@ -335,8 +335,8 @@ def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
               f"{tar_size / wall / 1e6:.0f} MB/s, {base / wall:.2f}x no checkpoints")  # fmt: skip
     each = (statistics.median(times["tenth"]) - base) / 10
     rate = tar_size / base
-    print(f"one checkpoint costs {each * 1e3:.0f} ms: at one every {gzlist._EVERY >> 30} GiB of tar, "
-          f"{each / (gzlist._EVERY / rate) * 100:.1f}% of this listing's time")  # fmt: skip
+    print(f"one checkpoint costs {each * 1e3:.0f} ms: at one every {gzcheckpoints.EVERY >> 30} GiB of tar, "
+          f"{each / (gzcheckpoints.EVERY / rate) * 100:.1f}% of this listing's time")  # fmt: skip
     resumed, whole = statistics.median(halves["resumed"]), statistics.median(halves["whole"])
     half = tar_size - tar_size // 2
     print(f"going on from a checkpoint halfway: {resumed:.2f} s ({half / resumed / 1e6:.0f} MB/s), "

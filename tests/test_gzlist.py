@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import rapidgzip
 
-from mose_shards.conversion import archives, gzlist
+from mose_shards.conversion import archives, gzcheckpoints, gzlist
 from mose_shards.conversion.gzindex import WINDOW, Capture, Point, from_bytes, to_bytes
 from mose_shards.conversion.parts import ChecksumError, find_sums
 from mose_shards.core.layout import listing_checkpoint
@@ -42,7 +42,7 @@ def parts(tmp_path: Path) -> tuple[Path, dict[str, bytes], bytes]:
 
 @pytest.fixture
 def hooks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
 
 
 class _Killed(Exception):
@@ -51,16 +51,16 @@ class _Killed(Exception):
 
 def _kill_after_checkpoints(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
     """The listing stops (as if killed) right after its `count`-th checkpoint is saved."""
-    original = gzlist.Checkpoints.save
+    original = gzcheckpoints.Checkpoints.save
     saved = []
 
-    def save(self: gzlist.Checkpoints, *args: object) -> None:
+    def save(self: gzcheckpoints.Checkpoints, *args: object) -> None:
         original(self, *args)  # type: ignore[arg-type]
         saved.append(1)
         if len(saved) == count:
             raise _Killed
 
-    monkeypatch.setattr(gzlist.Checkpoints, "save", save)
+    monkeypatch.setattr(gzcheckpoints.Checkpoints, "save", save)
 
 
 def _list(src: Path, out: Path) -> tuple[archives.Archive, archives.Listing]:
@@ -159,7 +159,7 @@ def test_a_killed_listing_goes_on_from_its_checkpoint(
     with pytest.raises(_Killed):
         _list(src, out)
     monkeypatch.undo()
-    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
     (folder,) = (out / ".mose-shards" / "sources").glob("*.partial")
     state = json.loads((folder / "state.json").read_text())
     caplog.set_level("INFO")
@@ -225,7 +225,7 @@ def test_a_bad_checkpoint_is_never_trusted(
     (folder,) = (out / ".mose-shards" / "sources").glob("*.partial")
     damage(folder)  # type: ignore[operator]
     monkeypatch.undo()
-    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
     caplog.set_level("INFO")
     archive, listing = _list(src, out)
     assert "listing from the start" in caplog.text
@@ -245,7 +245,7 @@ def test_a_part_changed_in_place_is_refused_after_resuming(
     with pytest.raises(_Killed):
         _list(src, out)
     monkeypatch.undo()
-    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
     part = src / "x.tar.gz.ac"
     stamp = part.stat()
     _flip_byte(part, 1000)
@@ -273,7 +273,7 @@ def test_a_stream_of_several_gzip_members_is_listed_again_from_the_start(
     with pytest.raises(_Killed):
         _list(src, tmp_path / "out")
     monkeypatch.undo()
-    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
     caplog.set_level("INFO")
     archive, listing = _list(src, tmp_path / "out")
     assert "listing resumed from a checkpoint" in caplog.text and "listing from the start" in caplog.text
@@ -294,7 +294,7 @@ def test_a_checkpoint_made_without_checksums_goes_on_checking_them(
     with pytest.raises(_Killed):
         _list(src, tmp_path / "out")
     monkeypatch.undo()
-    monkeypatch.setenv(gzlist.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
     (src / "SHA256SUMS").write_bytes(sums)
     caplog.set_level("INFO")
     _, listing = _list(src, tmp_path / "out")
@@ -321,7 +321,7 @@ def test_kill_9_while_listing_then_rerun_goes_on_and_is_identical(tmp_path: Path
     raw = generate(tmp_path / "raw", spec=SynthSpec(videos=6, frames=8, size=(320, 240), seed=3))
     src = hub(raw, tmp_path / "hub")  # train.tar.gz.aa..ac (~1.2 MB of tar), valid.tar.gz, SHA256SUMS
     hooks = {"every": 300_000, "spacing": SPACING}
-    env = dict(os.environ, **{gzlist.TEST_HOOKS: json.dumps(hooks)})
+    env = dict(os.environ, **{gzcheckpoints.TEST_HOOKS: json.dumps(hooks)})
 
     def command(out: Path, *extra: str) -> list[str]:
         return [sys.executable, "-m", "mose_shards.cli", "convert", str(src), str(out), "--shard-size", "1",
@@ -330,7 +330,7 @@ def test_kill_9_while_listing_then_rerun_goes_on_and_is_identical(tmp_path: Path
     clean = tmp_path / "clean"
     assert subprocess.run(command(clean, "-q"), env=env).returncode == 0
     out, held = tmp_path / "out", tmp_path / "held"
-    held_env = {**env, gzlist.TEST_HOOKS: json.dumps({**hooks, "pause": str(held)})}
+    held_env = {**env, gzcheckpoints.TEST_HOOKS: json.dumps({**hooks, "pause": str(held)})}
     proc = subprocess.Popen(command(out, "-q"), env=held_env, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -26,8 +26,9 @@ from ..core import tarscan
 from ..core.errors import LayoutError
 from ..core.layout import SOURCES_DIR as CACHE_DIR
 from ..core.storage import version_of
-from .gzlist import available_cores, scan_gzip, test_hooks
-from .gzlist import discard as discard_checkpoint
+from .gzcheckpoints import discard as discard_checkpoint
+from .gzcheckpoints import test_hooks
+from .gzlist import available_cores, scan_gzip
 from .gzseek import GzipRanges
 from .listfile import Listing, Members, members_bytes, read_members
 from .parts import Listed, PartsFile, check_sums, order_parts, part_of, reporting
