@@ -70,7 +70,8 @@ def register_convert(sub: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..conversion.config import default_workers, from_pipeline, parse_void_label
+    from ..conversion.config import from_pipeline, parse_void_label
+    from ..conversion.executors import available_cores
     from ..conversion.orchestrate import convert
     from ..core.sizes import parse_size
 
@@ -78,7 +79,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "shard_size": parse_size(args.shard_size) if args.shard_size else None,
         "splits": tuple(args.splits) if args.splits else None,
         # With a cluster address, every CPU of the cluster (the executor counts them once connected).
-        "workers": args.workers or (None if args.ray_address else default_workers()),
+        "workers": args.workers or (None if args.ray_address else available_cores()),
         "executor": args.executor or ("ray" if args.ray_address else None),
         "ray_address": args.ray_address,
         "on_error": args.on_error,

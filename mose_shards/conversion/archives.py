@@ -26,9 +26,10 @@ from ..core import tarscan
 from ..core.errors import LayoutError
 from ..core.layout import SOURCES_DIR as CACHE_DIR
 from ..core.storage import version_of
+from .executors import available_cores
 from .gzcheckpoints import discard as discard_checkpoint
 from .gzcheckpoints import test_hooks
-from .gzlist import available_cores, scan_gzip
+from .gzlist import scan_gzip
 from .gzseek import GzipRanges
 from .listfile import Listing, Members, members_bytes, read_members
 from .parts import Listed, PartsFile, check_sums, order_parts, part_of, reporting
@@ -307,7 +308,6 @@ def open_members(fs: Any, archive: Archive, cache: Any | None) -> Any:
             raise LayoutError(f"{archive.url}: no seek index in this process and no output to load it from")
         index = cache.read(f"{CACHE_DIR}/{archive.key}.gzidx")
         _remember(archive.key, index)
-    threads = int(test_hooks().get("decoders", _DECODERS))
     # On one core a stretch decoded ahead would only take the converting thread's time.
-    threads = min(threads, available_cores() - 1)
+    threads = min(_DECODERS, available_cores() - 1)
     return GzipRanges(lambda: archive.open(fs), index, chunk_size(archive), threads)

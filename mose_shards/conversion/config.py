@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -83,10 +82,6 @@ def parse_void_label(text: str | int | None) -> int | None:
         return int(text)
     except ValueError:
         raise ConfigError(f"--void-label must be a number 1..255 or 'none', got {text!r}") from None
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def pipelines_dir() -> Path:

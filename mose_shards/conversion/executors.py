@@ -76,7 +76,9 @@ class ProcessExecutor:
             self._pool = None
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """The cores this process may run on (its affinity: `taskset`, a container's cpuset): the
+    default --workers, and the threads that list a .tar.gz."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
@@ -97,7 +99,7 @@ def make_executor(kind: str, workers: int | None, **options: Any) -> Executor:
     """The executor for `--executor KIND --workers N` (None: every core, or every CPU of the cluster).
     `options` go to the Ray executor (address, local_paths)."""
     if kind == "local":
-        count = workers or _cores()
+        count = workers or available_cores()
         return InlineExecutor() if count <= 1 else ProcessExecutor(count)
     if kind == "ray":
         from .ray_executor import RayExecutor

@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 EVERY = 1 << 30
 _FORMAT = 2  # bump when a checkpoint changes shape
 _STATE = "state.json"
-# Tests only: {"every": bytes between checkpoints, "spacing": bytes between seek points, "decoders":
-# threads per reader, "pause": a file to create after the first checkpoint, then wait there to be killed}.
+# Tests only: {"every": bytes between checkpoints, "spacing": bytes between seek points,
+# "pause": a file to create after the first checkpoint, then wait there to be killed}.
 TEST_HOOKS = "MOSE_SHARDS_TEST_LISTING"
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
 from ..core import tarscan
 from ..core.errors import LayoutError, MissingDependencyError
+from .executors import available_cores
 from .gzcheckpoints import Checkpoints, Resume
 from .gzindex import Capture, Point, from_bytes, rejoin_prefix, to_bytes
 from .listfile import Listing, Members
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
     from .archives import Archive
 
 log = logging.getLogger(__name__)
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity: `taskset`, a container's cpuset)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_rapidgzip() -> Any:

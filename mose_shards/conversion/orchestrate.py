@@ -39,8 +39,8 @@ from ..core.layout import (
     shard_name,
 )
 from ..core.storage import Store
-from .config import ConvertConfig, default_workers
-from .executors import Executor, ProcessExecutor, make_executor
+from .config import ConvertConfig
+from .executors import Executor, ProcessExecutor, available_cores, make_executor
 from .lease import Lease
 from .plan import ShardPlan, fingerprint, plan_split
 from .reader import SourceReader
@@ -126,7 +126,7 @@ EARLY_WORKERS = 4  # spawned before planning; more only as tasks come (a tiny so
 def _early_workers(config: ConvertConfig, executor: Executor | None) -> Iterator[ProcessExecutor | None]:
     """Local worker processes spawned before planning, so that they start (and import the task code)
     on the other cores while this process plans; closed on the way out if planning fails."""
-    count = config.workers or default_workers()
+    count = config.workers or available_cores()
     if executor is not None or config.executor != "local" or count < 2:
         yield None
         return
