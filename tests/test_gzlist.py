@@ -63,6 +63,15 @@ def _kill_after_checkpoints(monkeypatch: pytest.MonkeyPatch, count: int) -> None
     monkeypatch.setattr(gzcheckpoints.Checkpoints, "save", save)
 
 
+def _list_until_killed(src: Path, out: Path, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """List `src` into `out`, stopped (as if killed) right after its `count`-th checkpoint; the test
+    hooks stay set for the rerun."""
+    with monkeypatch.context() as patch:
+        _kill_after_checkpoints(patch, count)
+        with pytest.raises(_Killed):
+            _list(src, out)
+
+
 def _list(src: Path, out: Path) -> tuple[archives.Archive, archives.Listing]:
     local = Store(str(src))
     found = archives.group_parts({p.name: local.fs.info(str(p)) for p in src.iterdir()}, str(src), str(src))
@@ -155,11 +164,7 @@ def test_a_killed_listing_goes_on_from_its_checkpoint(
     src, files, tar = parts
     _, clean = _list(src, tmp_path / "clean")
     out = tmp_path / "out"
-    _kill_after_checkpoints(monkeypatch, 2)
-    with pytest.raises(_Killed):
-        _list(src, out)
-    monkeypatch.undo()
-    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    _list_until_killed(src, out, monkeypatch, 2)
     (folder,) = (out / ".mose-shards" / "sources").glob("*.partial")
     state = json.loads((folder / "state.json").read_text())
     caplog.set_level("INFO")
@@ -219,13 +224,9 @@ def test_a_bad_checkpoint_is_never_trusted(
     src, files, _ = parts
     _, clean = _list(src, tmp_path / "clean")
     out = tmp_path / "out"
-    _kill_after_checkpoints(monkeypatch, 1)
-    with pytest.raises(_Killed):
-        _list(src, out)
+    _list_until_killed(src, out, monkeypatch, 1)
     (folder,) = (out / ".mose-shards" / "sources").glob("*.partial")
     damage(folder)  # type: ignore[operator]
-    monkeypatch.undo()
-    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
     caplog.set_level("INFO")
     archive, listing = _list(src, out)
     assert "listing from the start" in caplog.text
@@ -241,11 +242,7 @@ def test_a_part_changed_in_place_is_refused_after_resuming(
     refused by its checksum when the listing goes on from a checkpoint, naming the part."""
     src, _, _ = parts
     out = tmp_path / "out"
-    _kill_after_checkpoints(monkeypatch, 1)
-    with pytest.raises(_Killed):
-        _list(src, out)
-    monkeypatch.undo()
-    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    _list_until_killed(src, out, monkeypatch, 1)
     part = src / "x.tar.gz.ac"
     stamp = part.stat()
     _flip_byte(part, 1000)
@@ -269,11 +266,7 @@ def test_a_stream_of_several_gzip_members_is_listed_again_from_the_start(
     members = [gzip.compress(piece, compresslevel=1, mtime=0) for piece in (tar[:half], tar[half:])]
     cut(b"".join(members), src, "x.tar.gz", 3)
     write_sums(src)
-    _kill_after_checkpoints(monkeypatch, 1)
-    with pytest.raises(_Killed):
-        _list(src, tmp_path / "out")
-    monkeypatch.undo()
-    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    _list_until_killed(src, tmp_path / "out", monkeypatch, 1)
     caplog.set_level("INFO")
     archive, listing = _list(src, tmp_path / "out")
     assert "listing resumed from a checkpoint" in caplog.text and "listing from the start" in caplog.text
@@ -290,11 +283,7 @@ def test_a_checkpoint_made_without_checksums_goes_on_checking_them(
     src, _, _ = parts
     sums = (src / "SHA256SUMS").read_bytes()
     (src / "SHA256SUMS").unlink()
-    _kill_after_checkpoints(monkeypatch, 3)  # the seek point in the second part
-    with pytest.raises(_Killed):
-        _list(src, tmp_path / "out")
-    monkeypatch.undo()
-    monkeypatch.setenv(gzcheckpoints.TEST_HOOKS, json.dumps({"every": EVERY, "spacing": SPACING}))
+    _list_until_killed(src, tmp_path / "out", monkeypatch, 3)  # the seek point in the second part
     (src / "SHA256SUMS").write_bytes(sums)
     caplog.set_level("INFO")
     _, listing = _list(src, tmp_path / "out")
