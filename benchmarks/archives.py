@@ -12,7 +12,7 @@ Three measurements, each against a baseline run in the same script:
    shared machine the CPU ratio is the steadier one (other jobs stretch walls, not CPU time).
 2. Reading a gzip stream in three parts (~200 MB: the generated train split's tar, repeated): the
    listing's decoder (rapidgzip, 1 and 2 threads, through our PartsFile, sha256 of every part) and
-   the conversion's (zlib-ng, a stretch between seek points per call; alone and with the next
+   the conversion's (libdeflate, a stretch between seek points per call; alone and with the next
    stretch decoded ahead), against Python's zlib on the same bytes.
 3. Listing a tar of many tiny members (MOSEv2 has 933k): our header scanner against `tarfile`, and
    a rerun that loads the listing saved under OUT/.mose-shards/sources instead.
@@ -21,10 +21,14 @@ Three measurements, each against a baseline run in the same script:
    every 1/10 of the tar) against the same listing without; and a listing that goes on from a
    checkpoint halfway against the whole listing from the start.
 
-    python benchmarks/archives.py [--videos 24] [--frames 20] [--size 640x480] [--repeat 3]
-                                  [--members 200000] [--stream-mb 200] [--only convert|checkpoints]
+    python benchmarks/archives.py [--videos 24] [--frames 20] [--size 640x480] [--jpeg-quality 90]
+                                  [--order sorted|shuffled] [--repeat 3] [--members 200000]
+                                  [--stream-mb 200] [--only convert|checkpoints]
 
-    # frames of MOSEv2's size (JPEGs ~440 KB): the conversion costs less per MB, the gzip as much
+    # MOSEv2's shape: 1080p frames of ~170 KB (85 GB / ~500k frames), videos in no id order
+    python benchmarks/archives.py --videos 12 --size 1920x1080 --jpeg-quality 75 --order shuffled \
+        --shard-size 24MB --only convert
+    # heavy frames (JPEGs ~440 KB): the conversion costs less per MB, the gzip as much
     python benchmarks/archives.py --videos 8 --size 1920x1080 --shard-size 24MB --only convert
 """
 
@@ -58,13 +62,23 @@ from mose_shards.synth import SynthSpec, generate, parse_size
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def ship(raw: Path, dest: Path) -> Path:
-    """The Hugging Face layout of `raw`: train.tar.gz cut in three parts, valid.tar.gz, SHA256SUMS."""
+def ship(raw: Path, dest: Path, shuffled: bool = False) -> Path:
+    """The Hugging Face layout of `raw`: train.tar.gz cut in three parts, valid.tar.gz, SHA256SUMS.
+    `shuffled`: the videos in no id order (GNU tar writes a folder as the file system lists it),
+    each video's files together, frames before masks."""
     dest.mkdir(parents=True)
+    rng = random.Random(0)
     for split in ("train", "valid"):
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
-            archive.add(raw / split, arcname=split)
+            if not shuffled:
+                archive.add(raw / split, arcname=split)
+            for kind in ("JPEGImages", "Annotations") if shuffled else ():
+                videos = sorted((raw / split / kind).iterdir())
+                rng.shuffle(videos)
+                for video in videos:
+                    for path in sorted(video.iterdir()):
+                        archive.add(path, arcname=f"{split}/{kind}/{video.name}/{path.name}")
         data = gzip.compress(buffer.getvalue(), compresslevel=6)
         if split == "valid":
             (dest / "valid.tar.gz").write_bytes(data)
@@ -190,20 +204,21 @@ def gzip_throughput(shipped: Path, repeat: int) -> None:
     spacing = archives.chunk_size(archive)
     index = archives.scan(local.fs, archive, None, 1).index  # the seek index a listing builds
     assert index is not None
-    names = ["zlib", "rapidgzip x1", "rapidgzip x2", "zlib-ng stretches", "zlib-ng stretches, 1 more thread"]
+    names = ["zlib", "rapidgzip x1", "rapidgzip x2"]
+    names += ["libdeflate stretches", "libdeflate stretches, 1 more thread"]
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeat):
         times["zlib"].append(with_zlib())
         times["rapidgzip x1"].append(with_rapidgzip(1))
         times["rapidgzip x2"].append(with_rapidgzip(2))
-        times["zlib-ng stretches"].append(with_stretches(0))
-        times["zlib-ng stretches, 1 more thread"].append(with_stretches(1))
+        times["libdeflate stretches"].append(with_stretches(0))
+        times["libdeflate stretches, 1 more thread"].append(with_stretches(1))
     base = statistics.median(times["zlib"])
     for name, values in times.items():
         wall = statistics.median(values)
         print(
             f"gzip stream ({len(whole) / 1e6:.0f} MB compressed"
-            f"{'' if name.startswith('zlib-ng') else ', sha256 of the parts too'}), {name}: "
+            f"{'' if name.startswith('libdeflate') else ', sha256 of the parts too'}), {name}: "
             f"{out_bytes / wall / 1e6:.0f} MB/s out, {base / wall:.2f}x zlib"
         )
 
@@ -351,7 +366,15 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--size", default="640x480")
+    parser.add_argument(
+        "--jpeg-quality", type=int, default=90,
+        help="of the generated frames; 75 at 1920x1080 gives ~170 KB a frame, MOSEv2's average",
+    )  # fmt: skip
     parser.add_argument("--shard-size", default="8MB")
+    parser.add_argument(
+        "--order", choices=["sorted", "shuffled"], default="sorted",
+        help="of the videos in the shipped tars: shuffled as GNU tar writes a folder (readdir order)",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--members", type=int, default=200_000)
     parser.add_argument("--stream-mb", type=int, default=200, help="size of the gzip stream read alone")
@@ -362,12 +385,15 @@ def main() -> None:
         if args.only == "checkpoints":
             checkpoint_cost(listing_parts(tmp / "listing", args.stream_mb), tmp, args.repeat)
             return
-        spec = SynthSpec(videos=args.videos, frames=args.frames, size=parse_size(args.size))
+        spec = SynthSpec(
+            videos=args.videos, frames=args.frames, size=parse_size(args.size), jpeg_quality=args.jpeg_quality
+        )
         raw = generate(tmp / "raw", spec=spec)
-        shipped = ship(raw, tmp / "shipped")
+        shipped = ship(raw, tmp / "shipped", shuffled=args.order == "shuffled")
         mb = sum(p.stat().st_size for p in shipped.iterdir()) / 1e6
         print(
-            f"source: {2 * args.videos} videos, {2 * args.videos * args.frames} frames, {mb:.0f} MB shipped"
+            f"source: {2 * args.videos} videos, {2 * args.videos * args.frames} frames, {mb:.0f} MB shipped, "
+            f"videos {args.order} in the tars"
         )
         convert_rounds(raw, shipped, tmp, args.repeat, args.shard_size)
         if args.only == "convert":

@@ -1,5 +1,5 @@
 """Reading a .tar.gz by offset from its seek index (`gzseek.GzipRanges`): every stretch between two
-seek points decoded by zlib-ng in one call, and rapidgzip for a stream of several gzip members."""
+seek points decoded by libdeflate in one call, and rapidgzip for a stream of several gzip members."""
 
 from __future__ import annotations
 
@@ -117,5 +117,62 @@ def test_damaged_stretch_is_an_error(tmp_path: Path) -> None:
             for start in range(0, len(tar), SPACING):
                 ranges.seek(start)
                 assert ranges.read(SPACING) == tar[start : start + SPACING]
+    finally:
+        ranges.close()
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_expected_reads_decode_only_the_heads_they_need(tmp_path: Path, threads: int) -> None:
+    """Told the reads to come, a stretch they need only the head of is decoded that far and no
+    further; a later read deeper into it goes on from there; every read is the tar's bytes."""
+    tar = _tar(7, 160)
+    ranges = _ranges(tmp_path, gzip.compress(tar, compresslevel=6, mtime=0), threads)
+    try:
+        offsets = [int(o) for o in ranges.table.offsets]
+        assert len(offsets) >= 6
+        size = offsets[3] - offsets[2]
+        head = (offsets[2] + 100, offsets[2] + size // 3)  # in stretch 2, ending a third of the way
+        across = (offsets[4] - 50, offsets[5] + 10)  # all of stretch 4, ten bytes of stretch 5
+        ranges.expect([head, across])
+        for start, end in (head, across):
+            ranges.seek(start)
+            assert ranges.read(end - start) == tar[start:end]
+        decoded = ranges.decoded
+        # Stretch 2 to `head`'s end, stretch 3's last 50 bytes need all of it, 4 whole, 5's first 10.
+        wanted = (head[1] - offsets[2]) + (offsets[4] - offsets[3]) + (offsets[5] - offsets[4]) + 10
+        assert decoded == wanted
+        deeper = (offsets[2] + size // 2, offsets[2] + size // 2 + 1000)  # not expected: goes on
+        ranges.seek(deeper[0])
+        assert ranges.read(1000) == tar[deeper[0] : deeper[1]]
+        assert ranges.decoded == decoded + (deeper[1] - head[1])
+        assert ranges.through_rapidgzip == 0
+        ranges.expect([])  # nothing said: whole stretches again
+        _check_reads(ranges, tar, 8)
+    finally:
+        ranges.close()
+
+
+def test_expected_heads_in_several_gzip_members(tmp_path: Path) -> None:
+    """A head that runs past a gzip member's end cannot go on in zlib-ng: rapidgzip reads that
+    stretch, and the bytes are the tar's; a head that stops before the member's end decodes alone."""
+    tar = _tar(9, 120)
+    step = 10_000  # members much shorter than the seek points' spacing: some end inside a stretch
+    data = b"".join(gzip.compress(tar[i : i + step], mtime=0) for i in range(0, len(tar), step))
+    ranges = _ranges(tmp_path, data, 0, parts=2)
+    try:
+        offsets = [int(o) for o in ranges.table.offsets]
+        inside = [
+            end
+            for low, high in zip(offsets, offsets[1:], strict=False)
+            for end in range(step, len(tar), step)
+            if low < end - 100 and end + 100 < high
+        ]
+        assert inside, "no gzip member ends inside a stretch"
+        end = inside[0]
+        for (start, stop), rapid in (((end - 100, end - 50), 0), ((end - 100, end + 100), 1)):
+            ranges.expect([(start, stop)])
+            ranges.seek(start)
+            assert ranges.read(stop - start) == tar[start:stop]
+            assert ranges.through_rapidgzip == rapid
     finally:
         ranges.close()

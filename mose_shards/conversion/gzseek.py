@@ -1,14 +1,21 @@
 """Reading a .tar.gz by uncompressed offset: one stretch of the stream (seek point to seek point)
-decoded at a time by zlib-ng, in one call that releases the GIL.
+decoded at a time by libdeflate, in one call that releases the GIL.
 
 Between two seek points of the index the gzip stream is a run of whole deflate blocks. Put the
 first point's window in front as a stored block (`gzindex.rejoin_prefix`, which also shifts the
 original bits back to their place in their byte) and an empty final block behind, and the stretch
-is a complete raw deflate stream of known output length: one `zlib_ng.decompress` call decodes it
-with the GIL released throughout. rapidgzip (0.16) holds the GIL while it decodes, so a thread
-reading the next video's members through it stalls the thread converting the current one; this
-reader lets the two run on two cores (measured in `benchmarks/archives.py`). zlib-ng also decodes
-this data ~1.2x faster than rapidgzip's own one-threaded decoder.
+is a complete raw deflate stream of known output length: one `deflate.deflate_decompress` call (the
+`deflate` package: libdeflate, which decodes a whole buffer of known size) decodes it with the GIL
+released throughout. rapidgzip (0.16) holds the GIL while it decodes, so a thread reading the next
+video's members through it stalls the thread converting the current one; this reader lets the two
+run on two cores (measured in `benchmarks/archives.py`). On JPEG frames libdeflate decodes 1.1-1.4x
+as fast as zlib-ng and 1.2-1.5x as fast as rapidgzip's own one-threaded decoder.
+
+A task says which members it is about to read (`expect`). A stretch those reads need only the
+head of (the last one of a video's frames or masks, where the next video in the tar is not the
+next in the shard: a tar whose videos are not in id order) is decoded only that far, by zlib-ng,
+which can stop and go on later; whole stretches go through libdeflate, which is faster but decodes
+all or nothing. In a tar of shuffled videos this halves what is decoded beyond what is read.
 
 A stretch that does not decode so (a gzip member ends inside it: `cat a.gz b.gz`) is read through
 rapidgzip and the same index instead. Decoded stretches are kept (a few) for the reads
@@ -20,10 +27,12 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import deflate
+import numpy as np
 from zlib_ng import zlib_ng
 
 from .gzindex import Table, rejoin_prefix
@@ -44,7 +53,7 @@ class GzipRanges:
     after its first are decoded by that many threads meanwhile, each through its own view of the
     parts; while one it needs is decoding there, the reading thread decodes a queued one itself
     rather than wait. Nothing is decoded beyond the read: with workers taking turns at shards, the
-    next stretch is often another worker's. rapidgzip reads the stretches zlib-ng cannot take
+    next stretch is often another worker's. rapidgzip reads the stretches libdeflate cannot take
     alone. `read` and `seek` are for one thread at a time."""
 
     def __init__(self, open_raw: Callable[[], PartsFile], index: bytes, spacing: int, threads: int) -> None:
@@ -52,17 +61,34 @@ class GzipRanges:
         self.raw = open_raw()
         self.table = Table(index)
         self.spacing = spacing
-        self.kept: OrderedDict[int, memoryview] = OrderedDict()
-        self.pending: OrderedDict[int, Future[memoryview]] = OrderedDict()
+        self.kept: OrderedDict[int, Stretch] = OrderedDict()
+        self.pending: OrderedDict[int, Future[Stretch]] = OrderedDict()
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="mose-shards-gunzip") if threads else None
         self.local = threading.local()  # each pool thread's view of the parts
         self.raws: list[PartsFile] = []  # those views, closed with this
         self.lock = threading.Lock()  # the views, the counters, and rapidgzip
         self.pos = 0
+        self.needs: dict[int, int] = {}  # stretch -> how far into it the expected reads go
         self.decoded = 0  # uncompressed bytes decoded so far (kept stretches not counted again)
-        self.through_rapidgzip = 0  # stretches that zlib-ng could not decode alone
+        self.through_rapidgzip = 0  # stretches that libdeflate could not decode alone
         self._rapidgzip: Any | None = None
         self._rapidgzip_raw: PartsFile | None = None
+
+    def expect(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """The reads to come, as (start, end) uncompressed offsets (a task's members): a stretch they
+        need only the head of is decoded only that far. Replaces what the last call said."""
+        spans = np.array([r for r in ranges if r[1] > r[0]], dtype=np.int64).reshape(-1, 2)
+        stop = len(self.table) - 1
+        firsts = np.searchsorted(self.table.offsets, spans[:, 0], side="right") - 1
+        lasts = np.minimum(np.searchsorted(self.table.offsets, spans[:, 1] - 1, side="right") - 1, stop - 1)
+        needs: dict[int, int] = {}
+        for first, last, end in zip(firsts.tolist(), lasts.tolist(), spans[:, 1].tolist(), strict=True):
+            if not 0 <= first <= last:
+                continue
+            for j in range(first, last):  # read through to their end
+                needs[j] = self._size(j)
+            needs[last] = max(needs.get(last, 0), min(end - int(self.table.offsets[last]), self._size(last)))
+        self.needs = needs
 
     def seek(self, offset: int) -> int:
         self.pos = offset
@@ -77,63 +103,96 @@ class GzipRanges:
         last = min(self.table.before(end - 1), stop - 1)
         pieces = []
         for i in range(first, last + 1):
-            self._ahead(i, last)
             lowest = int(self.table.offsets[i])
-            pieces.append(self._stretch(i)[max(start, lowest) - lowest : end - lowest])
+            self._ahead(i, last, end - int(self.table.offsets[last]))
+            pieces.append(_slice(self._stretch(i, end - lowest), max(start, lowest) - lowest, end - lowest))
         self.pos = start + sum(len(piece) for piece in pieces)
         return b"".join(pieces)
 
-    def _ahead(self, i: int, last: int) -> None:
-        """Queue the read's stretches after i, up to `last` and up to _AHEAD of them."""
+    def _size(self, i: int) -> int:
+        return int(self.table.offsets[i + 1]) - int(self.table.offsets[i])
+
+    def _ahead(self, i: int, last: int, tail: int) -> None:
+        """Queue the read's stretches after i, up to `last` (needed `tail` bytes far) and up to
+        _AHEAD of them."""
         if self.pool is None:
             return
         for j in range(i + 1, min(i + 1 + _AHEAD, last + 1)):
             if j not in self.kept and j not in self.pending:
-                self.pending[j] = self.pool.submit(self._load_ahead, j)
+                need = tail if j == last else self._size(j)
+                self.pending[j] = self.pool.submit(self._load_ahead, j, need)
 
-    def _stretch(self, i: int) -> memoryview:
+    def _stretch(self, i: int, need: int) -> Stretch:
+        """Stretch i decoded at least `need` bytes far (all of it when whole)."""
         data = self.kept.get(i)
         if data is not None:
             self.kept.move_to_end(i)
-            return data
+            return self._keep(i, self._further(i, data, need))
         pending = self.pending.pop(i, None)
         if pending is None or pending.cancel():  # not queued, or still queued: decoded here
-            return self._keep(i, self._load(i, self.raw))
+            return self._keep(i, self._load(i, self.raw, need))
         while not pending.done():  # decoding in the pool: meanwhile, one still queued is decoded here
             queued = next((j for j, later in self.pending.items() if later.cancel()), None)
             if queued is None:
                 break
             del self.pending[queued]
-            self._keep(queued, self._load(queued, self.raw))
-        return self._keep(i, pending.result())
+            self._keep(queued, self._load(queued, self.raw, self.needs.get(queued, self._size(queued))))
+        return self._keep(i, self._further(i, pending.result(), need))
 
-    def _keep(self, i: int, data: memoryview) -> memoryview:
+    def _further(self, i: int, data: Stretch, need: int) -> Stretch:
+        """`data`, decoded on to `need` bytes when it is a head that stops before."""
+        if isinstance(data, memoryview) or data.have >= need:
+            return data
+        had = data.have
+        if data.upto(need):
+            with self.lock:
+                self.decoded += data.have - had
+            return data
+        return self._fallback(i)
+
+    def _keep(self, i: int, data: Stretch) -> Stretch:
         self.kept[i] = data
         while len(self.kept) > _KEEP:
             self.kept.popitem(last=False)
         return data
 
-    def _load_ahead(self, i: int) -> memoryview:
+    def _load_ahead(self, i: int, need: int) -> Stretch:
         raw = getattr(self.local, "raw", None)
         if raw is None:
             raw = self.local.raw = self.open_raw()
             with self.lock:
                 self.raws.append(raw)
-        return self._load(i, raw)
+        return self._load(i, raw, need)
 
-    def _load(self, i: int, raw: PartsFile) -> memoryview:
+    def _load(self, i: int, raw: PartsFile, need: int) -> Stretch:
+        """Stretch i, whole (libdeflate) unless the reads expected need only its first bytes."""
+        size = self._size(i)
+        need = max(need, self.needs.get(i, size))
+        if need < size:
+            head = _Head(*self._deflated(i, raw))
+            if head.upto(need):
+                with self.lock:
+                    self.decoded += head.have
+                return head
+            return self._fallback(i)
         data = self._decode(i, raw)
         if data is None:
-            with self.lock:
-                data = self._through_rapidgzip(i)
-                self.through_rapidgzip += 1
+            return self._fallback(i)
         with self.lock:
             self.decoded += len(data)
         return data
 
-    def _decode(self, i: int, raw: PartsFile) -> memoryview | None:
-        """Stretch i decoded by zlib-ng in one call; None when it does not decode so (the stream
-        has several gzip members)."""
+    def _fallback(self, i: int) -> memoryview:
+        """Stretch i through rapidgzip: the stream has several gzip members and one ends in it."""
+        with self.lock:
+            data = self._through_rapidgzip(i)
+            self.through_rapidgzip += 1
+            self.decoded += len(data)
+        return data
+
+    def _deflated(self, i: int, raw: PartsFile) -> tuple[memoryview, int, int]:
+        """Stretch i as a raw deflate stream of its own: (the stream, the window's length in front of
+        its output, the length of its own output)."""
         point = self.table.point(i)
         head, low = rejoin_prefix(point)
         end_bit, size = int(self.table.bits[i + 1]), int(self.table.offsets[i + 1]) - point.offset
@@ -156,14 +215,20 @@ class GzipRanges:
             width = (shift + 10 + 7) // 8
             buffer[at : at + width] = value.to_bytes(width, "little")
             body = at + width
-        want = len(point.window) + size
+        return memoryview(buffer)[:body], len(point.window), size
+
+    def _decode(self, i: int, raw: PartsFile) -> memoryview | None:
+        """Stretch i decoded whole by libdeflate in one call; None when it does not decode so (the
+        stream has several gzip members)."""
+        stream, skip, size = self._deflated(i, raw)
+        want = skip + size
         try:
-            out = zlib_ng.decompress(memoryview(buffer)[:body], -15, want)
-        except zlib_ng.error:  # type: ignore[misc]
+            out = deflate.deflate_decompress(stream, want)
+        except deflate.DeflateError:  # bad data, or more output than `want`
             return None
         if len(out) != want:  # a gzip member ends inside the stretch
             return None
-        return memoryview(out)[len(point.window) :]
+        return memoryview(out)[skip:]
 
     def _through_rapidgzip(self, i: int) -> memoryview:
         if self._rapidgzip is None:
@@ -192,3 +257,45 @@ class GzipRanges:
         for raw in (self.raw, *self.raws, self._rapidgzip_raw):
             if raw is not None:
                 raw.close()
+
+
+class _Head:
+    """The head of a stretch: decoded by zlib-ng from the stretch's start as far as asked, and further
+    when asked again (the decoder keeps its place)."""
+
+    def __init__(self, stream: memoryview, skip: int, size: int) -> None:
+        self.inflater = zlib_ng.decompressobj(-15)
+        self.rest: bytes | memoryview = stream
+        self.out = bytearray()
+        self.skip = skip  # the window's bytes at the front of `out`
+        self.size = size
+
+    @property
+    def have(self) -> int:
+        return len(self.out) - self.skip
+
+    def upto(self, need: int) -> bool:
+        """Decode until `need` bytes of the stretch are out; False when its stream ends sooner (a gzip
+        member ends in it) or does not decode."""
+        want = self.skip + min(need, self.size)
+        try:
+            while len(self.out) < want and not self.inflater.eof:
+                more = self.inflater.decompress(self.rest, want - len(self.out))
+                self.rest = self.inflater.unconsumed_tail
+                if not more:
+                    break
+                self.out += more
+        except zlib_ng.error:  # type: ignore[misc]
+            return False
+        return len(self.out) >= want
+
+
+Stretch = memoryview | _Head  # a stretch decoded whole, or its head
+
+
+def _slice(data: Stretch, start: int, end: int) -> bytes | memoryview:
+    """Bytes start..end of a stretch (a head is copied out: it grows when decoded further)."""
+    if isinstance(data, memoryview):
+        return data[start:end]
+    with memoryview(data.out) as view:
+        return bytes(view[data.skip + start : data.skip + end])

@@ -47,6 +47,16 @@ class SourceReader:
         self._cache = cache
         self._handles: dict[str, Any] = {}
         self._streams: dict[str, Any] = {}
+        self._expected: dict[str, list[tuple[int, int]]] = {}  # by archive key: the ranges to come
+
+    def expect(self, blobs: list[Blob]) -> None:
+        """The blobs about to be read (a task's): each .tar.gz stream is told when this reader first
+        uses it, so that it decodes no further into a stretch than they need (`GzipRanges.expect`)."""
+        self._expected.clear()
+        for blob in blobs:
+            if blob.archive is not None and blob.archive.kind == "tar.gz" and blob.offset is not None:
+                ranges = self._expected.setdefault(blob.archive.key, [])
+                ranges.append((blob.offset, blob.offset + blob.size))
 
     def read_many(self, blobs: list[Blob]) -> list[bytes]:
         """The bytes of each blob, in order; DataError naming an unreadable blob."""
@@ -108,6 +118,8 @@ class SourceReader:
             if stream is None:
                 opener = shared_members if archive.kind == "tar.gz" else open_members  # keep the decoder
                 stream = self._streams[archive.key] = opener(self.fs, archive, self._cache)
+                if archive.kind == "tar.gz":
+                    stream.expect(self._expected.pop(archive.key, []))
             start, end = _span(first)[0], _span(last)[1]
             assert start is not None and end is not None
             stream.seek(start)

@@ -31,6 +31,7 @@ from .plan import ShardPlan
 from .reader import SourceReader
 from .records import VideoRecords, build_video
 from .sources import SourceVideo
+from .videos import Blob
 from .writers import ShardWriter, join_segments, sha256_file, write_table
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class _Converted:
 def _convert(task: ShardTask, store: Store, videos: Sequence[SourceVideo], writer: ShardWriter) -> _Converted:
     out = _Converted()
     with SourceReader(task.source, task.source_options, cache=store) as reader:
+        reader.expect([blob for video in videos for blob in _blobs(video)])
         for video, read in _read_ahead(reader, videos):
             try:
                 if isinstance(read, DataError):
@@ -289,8 +291,13 @@ def _read_ahead(
 
 def _read_bytes(reader: SourceReader, video: SourceVideo) -> list[bytes]:
     """The bytes of the video's frames, then of its masks; DataError naming one that cannot be read."""
-    blobs = [video.jpgs.blob(i) for i in range(video.num_frames)]
-    return reader.read_many(blobs + [video.pngs.blob(i) for i in range(len(video.pngs))])
+    return reader.read_many(_blobs(video))
+
+
+def _blobs(video: SourceVideo) -> list[Blob]:
+    """The video's frames, then its masks."""
+    frames = [video.jpgs.blob(i) for i in range(video.num_frames)]
+    return frames + [video.pngs.blob(i) for i in range(len(video.pngs))]
 
 
 def _build(video: SourceVideo, data: list[bytes], void_label: int | None) -> VideoRecords:
