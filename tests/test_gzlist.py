@@ -18,6 +18,7 @@ import rapidgzip
 from mose_shards.conversion import archives, gzcheckpoints, gzlist
 from mose_shards.conversion.gzindex import WINDOW, Capture, Point, from_bytes, to_bytes
 from mose_shards.conversion.parts import ChecksumError, find_sums
+from mose_shards.core.errors import LayoutError
 from mose_shards.core.layout import listing_checkpoint
 from mose_shards.core.storage import Store
 from tests.helpers import tar_bytes
@@ -249,6 +250,29 @@ def test_a_part_changed_in_place_is_refused_after_resuming(
     os.utime(part, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     with pytest.raises(ChecksumError, match=r"x\.tar\.gz\.ac: sha256 mismatch"):
         _list(src, out)
+    assert not list((out / ".mose-shards" / "sources").glob("*.members"))
+
+
+def test_a_resumed_listing_checks_the_gzip_crc(
+    parts: tuple[Path, dict[str, bytes], bytes], tmp_path: Path, hooks: None,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Without checksums, a trailer whose CRC-32 no longer matches the bytes (changed under the same
+    size and mtime) is caught by a listing that goes on from a checkpoint: it lists from the start,
+    and the run stops naming the archive as damaged, with nothing saved."""
+    src, _, _ = parts
+    (src / "SHA256SUMS").unlink()
+    out = tmp_path / "out"
+    _list_until_killed(src, out, monkeypatch, 1)
+    part = src / "x.tar.gz.ac"
+    stamp = part.stat()
+    _flip_byte(part, stamp.st_size - 6)  # in the trailer's CRC-32
+    os.utime(part, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    caplog.set_level("INFO")
+    with pytest.raises(LayoutError, match=r"x\.tar\.gz.*damaged gzip data"):
+        _list(src, out)
+    assert "listing resumed from a checkpoint" in caplog.text
+    assert "CRC-32 is not the one its trailer gives" in caplog.text
     assert not list((out / ".mose-shards" / "sources").glob("*.members"))
 
 

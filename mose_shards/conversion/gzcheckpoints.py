@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # Tar bytes between checkpoints (by the tar's offsets, not the decoder's read-ahead: the same places in
 # every run): at most this much is listed again after a kill.
 EVERY = 1 << 30
-_FORMAT = 2  # bump when a checkpoint changes shape
+_FORMAT = 3  # bump when a checkpoint changes shape
 _STATE = "state.json"
 # Tests only: {"every": bytes between checkpoints, "spacing": bytes between seek points,
 # "pause": a file to create after the first checkpoint, then wait there to be killed}.
@@ -52,6 +52,7 @@ class Resume:
     last: int  # the uncompressed offset of the last seek point saved
     digests: list[str | None]  # each part's sha256 once hashed whole
     book: Checkpoints
+    crc: int  # the CRC-32 of the uncompressed stream before `point`
 
     def saved(self) -> list[Point]:
         """Every seek point saved by the checkpoints (read again: kept out of memory until the end)."""
@@ -69,6 +70,7 @@ class Checkpoints:
         self.segments: list[dict[str, Any]] = []
         self.saved_members = 0
         self.resume_at: tuple[int, int] | None = None  # (bit, offset) of the point to go on from
+        self.resume_crc = 0  # the CRC-32 of the stream before that point
 
     def read(self, segment: dict[str, Any], which: int) -> bytes:
         """A segment's members (0) or points (1) file, checked against its sha256."""
@@ -77,12 +79,15 @@ class Checkpoints:
             raise ValueError(f"{segment['files'][which]} is not the file the checkpoint saved")
         return data
 
-    def save(self, members: Members, start: int, points: list[Point], digests: list[str | None]) -> None:
-        """A checkpoint at tar header `start`: the members and seek points since the last one."""
+    def save(
+        self, members: Members, start: int, points: list[Point], digests: list[str | None], crc: int | None
+    ) -> None:
+        """A checkpoint at tar header `start`: the members and seek points since the last one (`crc`:
+        the CRC-32 of the stream before the last of those points)."""
         if self.sums:  # a part hashed whole is checked now: a bad first part stops the run early
             check_sums(self.archive.part_urls, self.archive.names, digests, self.sums)
-        if points:  # the newest seek point
-            self.resume_at = (points[-1].bit, points[-1].offset)
+        if points and crc is not None:  # the newest seek point
+            self.resume_at, self.resume_crc = (points[-1].bit, points[-1].offset), crc
         if self.resume_at is None:
             return  # no seek point passed yet
         digests = _before(digests, self.archive.sizes, self.resume_at[0] // 8)
@@ -101,7 +106,7 @@ class Checkpoints:
                    "members": len(members) - self.saved_members, "points": len(points)}  # fmt: skip
         self.segments.append(segment)
         state = {"format": _FORMAT, "key": self.archive.key, "start": start, "point": self.resume_at,
-                 "digests": digests, "segments": self.segments}  # fmt: skip
+                 "crc": self.resume_crc, "digests": digests, "segments": self.segments}  # fmt: skip
         self.cache.write_many({f"{self.folder}/{_STATE}": json.dumps(state).encode()})
         self.saved_members = len(members)
         self.due = start + self.every
@@ -132,7 +137,9 @@ class Checkpoints:
         start, digests, segments = int(state["start"]), list(state["digests"]), list(state["segments"])
         if len(digests) != len(self.archive.paths) or not segments:
             raise ValueError("parts do not match")
-        at = tuple(state["point"])
+        at, crc = tuple(state["point"]), int(state["crc"])
+        if not 0 <= crc < 1 << 32:
+            raise ValueError("the CRC-32 is not one")
         members = Members()
         first = point = None
         last = -1
@@ -163,8 +170,9 @@ class Checkpoints:
         self.segments = segments
         self.saved_members = len(members)
         self.due = start + self.every
-        self.resume_at = (point.bit, point.offset)
-        return Resume(members, start, point, last, _before(digests, self.archive.sizes, point.bit // 8), self)
+        self.resume_at, self.resume_crc = (point.bit, point.offset), crc
+        digests = _before(digests, self.archive.sizes, point.bit // 8)
+        return Resume(members, start, point, last, digests, self, crc)
 
     def discard(self) -> None:
         """Delete the checkpoint (a finished listing, or one not to be trusted)."""

@@ -14,6 +14,7 @@ import struct
 from typing import Any, NamedTuple
 
 import numpy as np
+from zlib_ng import zlib_ng
 
 WINDOW = 32768
 # magic, version, flags, compressed size, uncompressed size, spacing, window size, points
@@ -86,15 +87,21 @@ class Table:
 
 class Capture:
     """A RapidgzipFile read front to back that keeps a Point (window included) at each block start
-    it passes, until `take` hands them on: memory is the points between two takes."""
+    it passes, until `take` hands them on: memory is the points between two takes. It also keeps
+    the CRC-32 of every byte read (`crc`: the stream's, from its start when `pos` and `crc` say where
+    reading begins) and of the bytes before each point, so a listing that goes on from a point can
+    check the gzip trailer's CRC-32 at the end."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, pos: int = 0, crc: int = 0, tail: bytes = b"") -> None:
         self.stream = stream
-        self.pos = 0  # uncompressed bytes read so far
-        self.tail = b""  # the last WINDOW bytes read
+        self.pos = pos  # uncompressed bytes read so far
+        self.crc = crc  # CRC-32 of those bytes
+        self.tail = tail[-WINDOW:]  # the last WINDOW bytes read
         self.ahead: dict[int, int] = {}  # uncompressed offset -> bit offset of block starts not passed yet
         self.known = -1  # the furthest block start reported so far
         self.points: list[Point] = []
+        self.crcs: dict[int, int] = {}  # the CRC-32 of the bytes before each point kept
+        self.taken_crc: int | None = None  # ... before the last point taken
 
     def read(self, size: int) -> bytes:
         data: bytes = self.stream.read(size)
@@ -104,11 +111,14 @@ class Capture:
                 if offset > self.known:
                     self.ahead[offset] = bit
                     self.known = offset
+        view = memoryview(data)
         for offset in sorted(o for o in self.ahead if o <= end):
             bit = self.ahead.pop(offset)
-            window = self._window(offset, data)
+            window = self._window(offset, data) if offset >= self.pos else None
             if window is not None:  # else reported too late to see its window: a point fewer
                 self.points.append(Point(bit, offset, window))
+                self.crcs[offset] = zlib_ng.crc32(view[: offset - self.pos], self.crc)
+        self.crc = zlib_ng.crc32(data, self.crc)
         self.tail = data[-WINDOW:] if len(data) >= WINDOW else (self.tail + data)[-WINDOW:]
         self.pos = end
         return data
@@ -127,6 +137,10 @@ class Capture:
         """The points at uncompressed offsets up to `upto`, no longer kept here."""
         taken = [p for p in self.points if p.offset <= upto]
         self.points = self.points[len(taken) :]
+        if taken:
+            self.taken_crc = self.crcs[taken[-1].offset]
+        for point in taken:
+            del self.crcs[point.offset]
         return taken
 
 

@@ -95,14 +95,15 @@ def _list(
                      "(decompressing from byte %d)", archive.url, len(members), start,
                      resume.point.offset)  # fmt: skip
             raw.resume_hashes(resume.digests, resume.point.bit // 8)
-            reader = _Rejoined(raw, resume, threads, spacing, book is not None)
+            reader = _Rejoined(raw, resume, threads, spacing)
         found = tarscan.scan(reader, archive.url, seek_gap=None, drain=True, block=4 << 20, start=start)
         scanned = reporting(found, raw, listed)
         for member in scanned:
             members.append(member)
             if book is not None and member.following >= book.due:
                 following = member.following
-                book.save(members, following, reader.take(following), raw.part_digests())
+                points = reader.take(following)
+                book.save(members, following, points, raw.part_digests(), reader.taken_crc())
         index = reader.index()
     except ChecksumError:
         raise
@@ -133,6 +134,10 @@ class _Fresh:
     def take(self, upto: int) -> list[Point]:
         return self.capture.take(upto) if self.capture is not None else []
 
+    def taken_crc(self) -> int | None:
+        """The CRC-32 of the stream before the last point taken."""
+        return self.capture.taken_crc if self.capture is not None else None
+
     def index(self) -> bytes:
         buffer = io.BytesIO()
         self.gz.export_index(buffer)
@@ -143,9 +148,11 @@ class _Fresh:
 
 
 class _Rejoined:
-    """rapidgzip going on from a checkpoint's seek point, through a stream that rejoins the original."""
+    """rapidgzip going on from a checkpoint's seek point, through a stream that rejoins the original;
+    the bytes from the point on are read through a Capture, which goes on with the CRC-32 the
+    checkpoint saved for the point: the gzip trailer's is checked at the end."""
 
-    def __init__(self, raw: PartsFile, resume: Resume, threads: int, spacing: int, capture: bool) -> None:
+    def __init__(self, raw: PartsFile, resume: Resume, threads: int, spacing: int) -> None:
         point = resume.point
         head, low = rejoin_prefix(point)
         self.file = _RejoinedFile(raw, head, low, point.bit)
@@ -155,17 +162,21 @@ class _Rejoined:
         self.last = resume.last  # the points up to here are saved already
         self.resume, self.raw = resume, raw
         self.gz = load_rapidgzip().RapidgzipFile(self.file, parallelization=threads, chunk_size=spacing)
-        self.gz.seek(resume.start - self.out_shift)
-        self.capture = Capture(self.gz) if capture else None
-        if self.capture is not None:
-            self.capture.pos = resume.start - self.out_shift
+        self.gz.seek(len(point.window))  # the window, output by the prefix, is not the stream's
+        self.capture = Capture(self.gz, pos=len(point.window), crc=resume.crc, tail=point.window)
+        while self.capture.pos < resume.start - self.out_shift:  # to the next header, for the CRC-32
+            if not self.capture.read(min(4 << 20, resume.start - self.out_shift - self.capture.pos)):
+                raise LayoutError(f"the gzip stream ends before {resume.start}, where the checkpoint goes on")
         self.origin = point.offset
         self.pos = resume.start
 
     def read(self, size: int) -> bytes:
-        data: bytes = self.capture.read(size) if self.capture is not None else self.gz.read(size)
+        data: bytes = self.capture.read(size)
         self.pos += len(data)
         return data
+
+    def taken_crc(self) -> int | None:
+        return self.capture.taken_crc
 
     def _mapped(self, points: list[Point]) -> list[Point]:
         mapped = [Point(p.bit + self.bit_shift, p.offset + self.out_shift, p.window) for p in points]
@@ -175,14 +186,17 @@ class _Rejoined:
         return mapped
 
     def take(self, upto: int) -> list[Point]:
-        return self._mapped(self.capture.take(upto - self.out_shift)) if self.capture is not None else []
+        return self._mapped(self.capture.take(upto - self.out_shift))
 
     def index(self) -> bytes:
         trailer = self.raw.total - 8
         self.raw.seek(trailer)
-        size = int.from_bytes(self.raw.read(8)[4:], "little")
+        trailer_bytes = self.raw.read(8)
+        crc, size = int.from_bytes(trailer_bytes[:4], "little"), int.from_bytes(trailer_bytes[4:], "little")
         if size != self.pos % (1 << 32):  # also a stream of several gzip members: listed from the start
             raise LayoutError(f"the gzip stream's length ({self.pos}) is not the one its trailer gives")
+        if crc != self.capture.crc:  # a rerun lists from the start, where rapidgzip names the fault
+            raise LayoutError("the gzip stream's CRC-32 is not the one its trailer gives")
         buffer = io.BytesIO()
         self.gz.export_index(buffer)
         exported, _ = from_bytes(buffer.getvalue())
@@ -240,7 +254,7 @@ def _gzip_error(raw: PartsFile, archive: Archive, sums: dict[str, str] | None, e
     text = _reason(exc)
     if isinstance(exc, LayoutError) and not last:
         return exc
-    if "Mismatching" in text:  # the trailer was read: the stream is whole but its bytes are not
+    if "Mismatching" in text or "its trailer gives" in text:  # the stream is whole, its bytes are not
         where = archive.url if len(archive.paths) == 1 else f"{archive.url}.* ({', '.join(archive.names)})"
         return LayoutError(f"{where}: damaged gzip data ({text}); check the parts against their checksums")
     if last:
