@@ -152,6 +152,31 @@ def test_expected_reads_decode_only_the_heads_they_need(tmp_path: Path, threads:
         ranges.close()
 
 
+def test_a_read_past_a_kept_decoder_state_goes_on_from_it(tmp_path: Path) -> None:
+    """Where a head stopped, its decoder's state is kept: once the head itself is dropped, a read
+    that starts further into the stretch decodes from that state, not from the seek point."""
+    tar = _tar(7, 160)
+    ranges = _ranges(tmp_path, gzip.compress(tar, compresslevel=6, mtime=0), 0)
+    try:
+        offsets = [int(o) for o in ranges.table.offsets]
+        assert len(offsets) >= 14
+        low, size = offsets[2], offsets[3] - offsets[2]
+        first, later = (low + 100, low + size // 3), (low + size // 2, low + size // 2 + 1000)
+        ranges.expect([first, later])
+        ranges.seek(first[0])
+        assert ranges.read(first[1] - first[0]) == tar[first[0] : first[1]]
+        for j in range(4, 12):  # other stretches, whole: stretch 2's head is dropped
+            ranges.seek(offsets[j])
+            assert ranges.read(offsets[j + 1] - offsets[j]) == tar[offsets[j] : offsets[j + 1]]
+        assert 2 not in ranges.kept
+        decoded = ranges.decoded
+        ranges.seek(later[0])
+        assert ranges.read(1000) == tar[later[0] : later[1]]
+        assert ranges.decoded - decoded == later[1] - first[1]  # from where the first head stopped
+    finally:
+        ranges.close()
+
+
 def test_expected_heads_in_several_gzip_members(tmp_path: Path) -> None:
     """A head that runs past a gzip member's end cannot go on in zlib-ng: rapidgzip reads that
     stretch, and the bytes are the tar's; a head that stops before the member's end decodes alone."""
