@@ -16,7 +16,7 @@ head of (the last one of a video's frames or masks, where the next video in the 
 next in the shard: a tar whose videos are not in id order) is decoded only that far, by zlib-ng,
 which can stop and go on later; whole stretches go through libdeflate, which is faster but decodes
 all or nothing. A head copies its decoder's state where it stops and every MiB (a few hundred
-are kept, ~45 KB each), so a later read that starts further into the stretch, once the head is
+are kept, ~42 KB each), so a later read that starts further into the stretch, once the head is
 dropped, goes on from there rather than from the seek point. In a tar of shuffled videos these
 took what a worker decodes from 2.0x to 1.3x the bytes it reads (1080p videos of 3.5 MB, seek
 points 4 MiB apart).
@@ -50,7 +50,8 @@ _KEEP = _AHEAD + 2
 # A head keeps its decoder's state (a copy: ~45 KB) every this many bytes of output and where it
 # stops; a later read that starts past one goes on from it instead of from the seek point.
 _STATE_EVERY = 1 << 20
-_STATES = 512  # decoder states kept per stream, the least recently used dropped
+_STATES = 256  # decoder states kept per stream (~42 KB each), the least recently used dropped
+_FEED = 64 << 10  # compressed bytes handed to zlib-ng per call
 _EMPTY_FINAL_BLOCK = 0b011  # BFINAL 1, BTYPE 01 (fixed Huffman), then end-of-block: 7 zero bits
 
 
@@ -303,8 +304,8 @@ class _Head:
         self, stream: memoryview, skip: int, size: int, base: int = 0, inflater: Any = None, consumed: int = 0
     ) -> None:
         self.inflater: Any = inflater if inflater is not None else zlib_ng.decompressobj(-15)
-        self.length = len(stream)
-        self.rest: bytes | memoryview = stream[consumed:]
+        self.stream = stream
+        self.at = consumed  # bytes of the stream the decoder has consumed
         self.out = bytearray()
         self.skip = skip  # the window's bytes at the front of `out`
         self.base = base  # the stretch's offset of out[skip]
@@ -318,18 +319,22 @@ class _Head:
 
     def upto(self, need: int) -> bool:
         """Decode until `need` bytes of the stretch are out; False when its stream ends sooner (a gzip
-        member ends in it) or does not decode."""
+        member ends in it) or does not decode. The stream goes in _FEED bytes at a time: what the
+        decoder leaves of its input is copied (`unconsumed_tail`), and a copy of the decoder keeps it."""
         want = min(need, self.size)
         try:
             while self.have < want and not self.inflater.eof:
                 step = min(want - self.have, _STATE_EVERY - self.have % _STATE_EVERY)
-                more = self.inflater.decompress(self.rest, step)
-                self.rest = self.inflater.unconsumed_tail
-                if not more:
-                    break
+                feed = self.stream[self.at : self.at + _FEED]
+                more = self.inflater.decompress(feed, step)
+                used = len(feed) - len(self.inflater.unconsumed_tail)
+                self.at += used
+                if not more and not used:
+                    break  # nothing more comes out: the stream ended
                 self.out += more
-                if 0 < self.have < self.size and (self.have % _STATE_EVERY == 0 or self.have == want):
-                    self.states.append((self.have, self.inflater.copy(), self.length - len(self.rest)))
+                mark = self.have % _STATE_EVERY == 0 or self.have == want
+                if more and mark and 0 < self.have < self.size:
+                    self.states.append((self.have, self.inflater.copy(), self.at))
         except zlib_ng.error:  # type: ignore[misc]
             return False
         return self.have >= want
