@@ -21,15 +21,22 @@ Three measurements, each against a baseline run in the same script:
    every 1/10 of the tar) against the same listing without; and a listing that goes on from a
    checkpoint halfway against the whole listing from the start.
 
-    python benchmarks/archives.py [--videos 24] [--frames 20] [--size 640x480] [--jpeg-quality 90]
-                                  [--order sorted|shuffled] [--repeat 3] [--members 200000]
-                                  [--stream-mb 200] [--only convert|checkpoints]
+The default source has MOSEv2's shape: 1920x1080 frames of ~170 KB (its 85 GB over ~500k frames;
+JPEG quality 75 gives that on the generated frames) in tars whose videos are in no id order, as GNU
+tar writes a folder (the order the file system lists it).
 
-    # MOSEv2's shape: 1080p frames of ~170 KB (85 GB / ~500k frames), videos in no id order
-    python benchmarks/archives.py --videos 12 --size 1920x1080 --jpeg-quality 75 --order shuffled \
-        --shard-size 24MB --only convert
-    # heavy frames (JPEGs ~440 KB): the conversion costs less per MB, the gzip as much
-    python benchmarks/archives.py --videos 8 --size 1920x1080 --shard-size 24MB --only convert
+    python benchmarks/archives.py [--videos 12] [--frames 20] [--size 1920x1080] [--jpeg-quality 75]
+                                  [--order shuffled|sorted] [--shard-size 24MB] [--repeat 3]
+                                  [--members 200000] [--stream-mb 200]
+                                  [--only convert|stream|checkpoints]
+
+    # DAVIS / YouTube-VOS-like frames (640x480, ~46 KB): the gzip costs more per frame's work
+    python benchmarks/archives.py --videos 24 --size 640x480 --jpeg-quality 90 --shard-size 8MB
+    # heavy frames (1080p JPEGs of ~440 KB): the conversion costs less per MB, the gzip as much
+    python benchmarks/archives.py --videos 8 --jpeg-quality 90 --order sorted --only convert
+    # MOSEv2's seek-point spacing (~13 MB at 85 GB) and videos of ~70 frames
+    MOSE_SHARDS_TEST_LISTING='{"spacing": 13000000}' python benchmarks/archives.py --videos 8 \
+        --frames 70 --shard-size 48MB --only convert
 """
 
 from __future__ import annotations
@@ -363,22 +370,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--videos", type=int, default=24)
+    parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--size", default="1920x1080")
     parser.add_argument(
-        "--jpeg-quality", type=int, default=90,
+        "--jpeg-quality", type=int, default=75,
         help="of the generated frames; 75 at 1920x1080 gives ~170 KB a frame, MOSEv2's average",
     )  # fmt: skip
-    parser.add_argument("--shard-size", default="8MB")
+    parser.add_argument("--shard-size", default="24MB")
     parser.add_argument(
-        "--order", choices=["sorted", "shuffled"], default="sorted",
+        "--order", choices=["shuffled", "sorted"], default="shuffled",
         help="of the videos in the shipped tars: shuffled as GNU tar writes a folder (readdir order)",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--members", type=int, default=200_000)
     parser.add_argument("--stream-mb", type=int, default=200, help="size of the gzip stream read alone")
-    parser.add_argument("--only", choices=["convert", "checkpoints"], help="run one measurement only")
+    only = ["convert", "stream", "checkpoints"]
+    parser.add_argument("--only", choices=only, help="run one measurement only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mose-archives-") as name:
         tmp = Path(name)
@@ -395,10 +403,13 @@ def main() -> None:
             f"source: {2 * args.videos} videos, {2 * args.videos * args.frames} frames, {mb:.0f} MB shipped, "
             f"videos {args.order} in the tars"
         )
-        convert_rounds(raw, shipped, tmp, args.repeat, args.shard_size)
+        if args.only != "stream":
+            convert_rounds(raw, shipped, tmp, args.repeat, args.shard_size)
         if args.only == "convert":
             return
         gzip_throughput(stream_parts(tmp / "stream", args.stream_mb, raw), args.repeat)
+        if args.only == "stream":
+            return
         tar_listing(tmp, args.members, args.repeat)
         checkpoint_cost(listing_parts(tmp / "listing", args.stream_mb), tmp, args.repeat)
 

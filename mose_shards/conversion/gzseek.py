@@ -337,6 +337,8 @@ class _Head:
                     self.states.append((self.have, self.inflater.copy(), self.at))
         except zlib_ng.error:  # type: ignore[misc]
             return False
+        if self.have >= self.size or self.inflater.eof:
+            self.stream = memoryview(b"")  # whole: the compressed bytes are not needed any more
         return self.have >= want
 
 
