@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,19 @@ def clean_conversion(raw: Path, tmp_path_factory: Any) -> Path:
     out = Path(tmp_path_factory.mktemp("clean")) / "out"
     assert main(["convert", str(raw), str(out), "--shard-size", "1", "--workers", "1", "-q"]) == 0
     return out
+
+
+def davis_tree(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A DAVIS-2017 tree of three generated videos (JPEGImages/480p/<video>/, Annotations/480p/,
+    ImageSets/2017/train.txt naming two of them and val.txt the third): (its folder, the videos)."""
+    from mose_shards.synth import SynthSpec, generate
+
+    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=3, frames=3, size=(64, 48), splits=("train",)))
+    davis = tmp_path / "DAVIS"
+    for sub in ("JPEGImages", "Annotations"):
+        shutil.copytree(raw / "train" / sub, davis / sub / "480p")
+    videos = sorted(p.name for p in (davis / "JPEGImages" / "480p").iterdir())
+    (davis / "ImageSets" / "2017").mkdir(parents=True)
+    (davis / "ImageSets" / "2017" / "train.txt").write_text("\n".join(videos[:2]) + "\n")
+    (davis / "ImageSets" / "2017" / "val.txt").write_text(videos[2] + "\n")
+    return davis, videos

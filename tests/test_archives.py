@@ -24,7 +24,7 @@ from mose_shards.core import tarscan
 from mose_shards.core.errors import ConfigError, LayoutError
 from mose_shards.synth import SynthSpec, generate
 from tests.conftest import SMALL_SHARD
-from tests.helpers import table, tar_bytes, tree_bytes
+from tests.helpers import davis_tree, table, tar_bytes, tree_bytes
 
 
 def make_tar(root: Path, names: list[str], dest: Path) -> Path:
@@ -591,14 +591,7 @@ def test_davis_zip_as_shipped(tmp_path: Path) -> None:
     in place with --pipeline davis-2017, it converts like the unzipped folder."""
     from mose_shards.conversion.config import from_pipeline
 
-    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=3, frames=3, size=(64, 48), splits=("train",)))
-    davis = tmp_path / "DAVIS"
-    for sub in ("JPEGImages", "Annotations"):
-        shutil.copytree(raw / "train" / sub, davis / sub / "480p")
-    videos = sorted(p.name for p in (davis / "JPEGImages" / "480p").iterdir())
-    (davis / "ImageSets" / "2017").mkdir(parents=True)
-    (davis / "ImageSets" / "2017" / "train.txt").write_text("\n".join(videos[:2]) + "\n")
-    (davis / "ImageSets" / "2017" / "val.txt").write_text(videos[2] + "\n")
+    davis, _ = davis_tree(tmp_path)
     folder_out = tmp_path / "folder-out"
     convert(from_pipeline("davis-2017", str(davis), str(folder_out)))
     shipped = _zip(davis, tmp_path / "dl" / "DAVIS-2017-trainval-480p.zip", prefix="DAVIS/")

@@ -17,7 +17,7 @@ from mose_shards.core.errors import ProblemsError
 from mose_shards.core.layout import unescape_video_id
 from mose_shards.synth import SynthSpec, generate
 from tests.conftest import SMALL_SHARD
-from tests.helpers import all_samples, decode_ids, expected_objects, raw_frames, table, tree_bytes
+from tests.helpers import all_samples, davis_tree, decode_ids, expected_objects, raw_frames, table, tree_bytes
 
 
 @pytest.mark.parametrize("split", ["train", "valid"])
@@ -268,15 +268,7 @@ def test_eight_digit_names_start_past_zero(tmp_path: Path) -> None:
 
 def test_davis_layout_and_split_lists(tmp_path: Path) -> None:
     """davis-2017 reads JPEGImages/480p/<video>/ and splits videos by ImageSets/2017/<split>.txt."""
-    raw = generate(tmp_path / "raw", spec=SynthSpec(videos=3, frames=3, size=(64, 48), splits=("train",)))
-    davis = tmp_path / "DAVIS"
-    for sub in ("JPEGImages", "Annotations"):
-        (davis / sub).mkdir(parents=True)
-        shutil.copytree(raw / "train" / sub, davis / sub / "480p")
-    videos = sorted(p.name for p in (davis / "JPEGImages" / "480p").iterdir())
-    (davis / "ImageSets" / "2017").mkdir(parents=True)
-    (davis / "ImageSets" / "2017" / "train.txt").write_text("\n".join(videos[:2]) + "\n")
-    (davis / "ImageSets" / "2017" / "val.txt").write_text(videos[2] + "\n")
+    davis, videos = davis_tree(tmp_path)
     out = tmp_path / "out"
     result = convert(from_pipeline("davis-2017", str(davis), str(out)))
     assert result.frames == 9
