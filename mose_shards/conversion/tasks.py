@@ -132,7 +132,8 @@ class _Converted:
 def _convert(task: ShardTask, store: Store, videos: Sequence[SourceVideo], writer: ShardWriter) -> _Converted:
     out = _Converted()
     with SourceReader(task.source, task.source_options, cache=store) as reader:
-        reader.expect([blob for video in videos for blob in _blobs(video)])
+        if any(_gzipped(video) for video in videos):  # tell the gzip streams what is coming
+            reader.expect([blob for video in videos for blob in _blobs(video)])
         for video, read in _read_ahead(reader, videos):
             try:
                 if isinstance(read, DataError):
@@ -292,6 +293,12 @@ def _read_ahead(
 def _read_bytes(reader: SourceReader, video: SourceVideo) -> list[bytes]:
     """The bytes of the video's frames, then of its masks; DataError naming one that cannot be read."""
     return reader.read_many(_blobs(video))
+
+
+def _gzipped(video: SourceVideo) -> bool:
+    """The video's frames or masks are read through a gzip stream."""
+    archives = (video.jpgs.archive, video.pngs.archive)
+    return any(archive is not None and archive.kind == "tar.gz" for archive in archives)
 
 
 def _blobs(video: SourceVideo) -> list[Blob]:
