@@ -47,7 +47,7 @@ _AHEAD = 4  # stretches of the read queued or decoding in the pool at most
 # Decoded stretches kept: those decoded here ahead of their turn (up to _AHEAD), and two for the
 # reads that follow (a run goes on where the last read ended; the masks' run beside the frames').
 _KEEP = _AHEAD + 2
-# A head keeps its decoder's state (a copy: ~45 KB) every this many bytes of output and where it
+# A head keeps its decoder's state (a copy) every this many bytes of output and where it
 # stops; a later read that starts past one goes on from it instead of from the seek point.
 _STATE_EVERY = 1 << 20
 _STATES = 256  # decoder states kept per stream (~42 KB each), the least recently used dropped
