@@ -7,10 +7,11 @@ import gzip
 import io
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mose_shards.conversion import gzlist
+from mose_shards.conversion import gzlist, gzseek
 from mose_shards.conversion.gzindex import Table
 from mose_shards.conversion.gzseek import GzipRanges
 from mose_shards.conversion.parts import PartsFile
@@ -40,8 +41,11 @@ def _index(data: bytes) -> bytes:
     return exported.getvalue()
 
 
-def _ranges(tmp_path: Path, data: bytes, threads: int, parts: int = 3) -> GzipRanges:
-    """GzipRanges over `data` cut into `parts` files, with `threads` decoding ahead."""
+def _ranges(
+    tmp_path: Path, data: bytes, threads: int, parts: int = 3, reader: type = PartsFile
+) -> GzipRanges:
+    """GzipRanges over `data` cut into `parts` files (read through `reader`), with `threads`
+    decoding ahead."""
     cut = -(-len(data) // parts)
     paths = []
     for i in range(parts):
@@ -50,7 +54,7 @@ def _ranges(tmp_path: Path, data: bytes, threads: int, parts: int = 3) -> GzipRa
         paths.append(str(path))
     fs = Store(str(tmp_path)).fs
     sizes = [Path(p).stat().st_size for p in paths]
-    opener = lambda: PartsFile(fs, paths, sizes, paths, hashing=False)  # noqa: E731
+    opener = lambda: reader(fs, paths, sizes, paths, hashing=False)  # noqa: E731
     return GzipRanges(opener, _index(data), SPACING, threads)
 
 
@@ -67,20 +71,25 @@ def _check_reads(ranges: GzipRanges, tar: bytes, seed: int) -> None:
     assert ranges.read(10) == b""
 
 
-@pytest.mark.parametrize("threads", [0, 1, 2])
-def test_every_stretch_decodes_alone(tmp_path: Path, threads: int) -> None:
+@pytest.mark.parametrize(("threads", "heads"), [(0, False), (1, False), (2, False), (0, True), (2, True)])
+def test_every_stretch_decodes_alone(tmp_path: Path, threads: int, heads: bool) -> None:
     """Reads anywhere (across stretches and parts, at the seek points, at the end) give the tar's
-    bytes, and no stretch needs rapidgzip: every bit position of a seek point rejoins. Threads
-    decoding a read's later stretches meanwhile change no byte."""
+    bytes, and no stretch needs rapidgzip: every bit position of a seek point rejoins, whether a
+    stretch is decoded whole (libdeflate) or only its head (zlib-ng, its compressed bytes read as it
+    goes: `heads`, where the reads expected need one byte of each). Threads decoding a read's later
+    stretches meanwhile change no byte."""
     tar = _tar(1, 160)
     data = gzip.compress(tar, compresslevel=6, mtime=0)
     ranges = _ranges(tmp_path, data, threads)
     try:
         table = Table(ranges.table.data)
         assert len(table) >= 20 and len({int(b) % 8 for b in table.bits[1:-1]}) >= 4
+        if heads:
+            ranges.expect([(int(o), int(o) + 1) for o in table.offsets[:-1]])
         _check_reads(ranges, tar, 2)
         assert ranges.through_rapidgzip == 0
-        assert ranges.decoded >= len(tar)
+        assert ranges.decoded >= (len(tar) if not heads else len(tar) // 2)
+        assert any(not isinstance(kept, memoryview) for kept in ranges.kept.values()) == heads
     finally:
         ranges.close()
 
@@ -148,6 +157,38 @@ def test_expected_reads_decode_only_the_heads_they_need(tmp_path: Path, threads:
         assert ranges.through_rapidgzip == 0
         ranges.expect([])  # nothing said: whole stretches again
         _check_reads(ranges, tar, 8)
+    finally:
+        ranges.close()
+
+
+class _Counting(PartsFile):
+    """Parts that count the compressed bytes read through them."""
+
+    read = 0
+
+    def readinto(self, buffer: Any) -> int:
+        got = super().readinto(buffer)
+        _Counting.read += got
+        return got
+
+
+def test_a_head_reads_only_the_compressed_bytes_it_decodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head needing a tenth of its stretch reads about a tenth of the stretch's compressed bytes
+    (the parts may be an object store), each once, not all of them."""
+    monkeypatch.setattr(gzseek, "_FEED", 2048)  # stretches here are ~50 KB: feed it in small steps
+    tar = _tar(11, 160)
+    ranges = _ranges(tmp_path, gzip.compress(tar, compresslevel=6, mtime=0), 0, reader=_Counting)
+    try:
+        table = ranges.table
+        low, size = int(table.offsets[3]), int(table.offsets[4]) - int(table.offsets[3])
+        compressed = (int(table.bits[4]) - int(table.bits[3])) // 8
+        ranges.expect([(low, low + size // 10)])
+        _Counting.read = 0
+        ranges.seek(low)
+        assert ranges.read(size // 10) == tar[low : low + size // 10]
+        assert _Counting.read < compressed // 3
     finally:
         ranges.close()
 

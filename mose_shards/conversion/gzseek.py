@@ -155,7 +155,7 @@ class GzipRanges:
         if isinstance(data, memoryview) or data.have >= need:
             return data
         had = data.have
-        if data.upto(need):
+        if data.upto(need, self.raw):
             with self.lock:
                 self.decoded += data.have - had
             return data
@@ -199,13 +199,13 @@ class GzipRanges:
         later read goes on, from this head or from its decoder's state where it stopped)."""
         size = self._size(i)
         if max(need, self.needs.get(i, size)) < size or (state is not None and state[0] > size // 4):
-            stream, skip, _ = self._deflated(i, raw)
+            stream = _Deflate(self.table, i, raw.total)
             if state is None:
-                head = _Head(stream, skip, size)
+                head = _Head(stream, len(stream.window))
             else:
                 offset, inflater, consumed = state
-                head = _Head(stream, 0, size, offset, inflater.copy(), consumed)
-            if head.upto(need):
+                head = _Head(stream, 0, offset, inflater.copy(), consumed)
+            if head.upto(need, raw):
                 with self.lock:
                     self.decoded += head.have - head.base
                 return head
@@ -226,31 +226,10 @@ class GzipRanges:
         return data
 
     def _deflated(self, i: int, raw: PartsFile) -> tuple[memoryview, int, int]:
-        """Stretch i as a raw deflate stream of its own: (the stream, the window's length in front of
-        its output, the length of its own output)."""
-        point = self.table.point(i)
-        head, low = rejoin_prefix(point)
-        end_bit, size = int(self.table.bits[i + 1]), int(self.table.offsets[i + 1]) - point.offset
-        first = point.bit // 8
-        ends_stream = end_bit // 8 >= raw.total - 8  # the original final block is in it
-        stop = raw.total if ends_stream else -(-end_bit // 8)
-        body = len(head) + stop - first
-        buffer = bytearray(body + 3)
-        buffer[: len(head)] = head
-        raw.seek(first)
-        if raw.readinto(memoryview(buffer)[len(head) : body]) != stop - first:
-            raise ValueError(f"the compressed stream ends before byte {stop}, where its index goes")
-        keep = (1 << point.bit % 8) - 1  # the low bits of the first byte come from the prefix
-        buffer[len(head)] = (low & keep) | (buffer[len(head)] & (0xFF ^ keep))
-        if not ends_stream:  # cut at the next point's bit and close with an empty final block
-            shift = end_bit % 8
-            tail_bits = (buffer[body - 1] & ((1 << shift) - 1)) if shift else 0
-            at = body - 1 if shift else body
-            value = tail_bits | (_EMPTY_FINAL_BLOCK << shift)
-            width = (shift + 10 + 7) // 8
-            buffer[at : at + width] = value.to_bytes(width, "little")
-            body = at + width
-        return memoryview(buffer)[:body], len(point.window), size
+        """Stretch i as a raw deflate stream of its own, read whole: (the stream, the window's length
+        in front of its output, the length of its own output)."""
+        stream = _Deflate(self.table, i, raw.total)
+        return stream.read(0, stream.length, raw), len(stream.window), stream.size
 
     def _decode(self, i: int, raw: PartsFile) -> memoryview | None:
         """Stretch i decoded whole by libdeflate in one call; None when it does not decode so (the
@@ -294,22 +273,84 @@ class GzipRanges:
                 raw.close()
 
 
+class _Deflate:
+    """Stretch i of the index as a raw deflate stream of its own, read from the parts on demand:
+    the first point's window as a stored block, then the original bits from that point (the prefix
+    of `gzindex.rejoin_prefix` supplies the low bits of the first original byte), cut at the next
+    point's bit and closed by an empty final block (unless the original final block is in it)."""
+
+    def __init__(self, table: Table, i: int, total: int) -> None:
+        point = table.point(i)
+        self.window = point.window
+        self.head, self.low = rejoin_prefix(point)
+        self.keep = (1 << point.bit % 8) - 1  # the low bits of the first original byte: the prefix's
+        self.first = point.bit // 8  # the compressed byte the original bits start in
+        end_bit = int(table.bits[i + 1])
+        self.size = int(table.offsets[i + 1]) - point.offset
+        self.ends_stream = end_bit // 8 >= total - 8  # the original final block is in it
+        stop = total if self.ends_stream else -(-end_bit // 8)
+        self.original = len(self.head) + stop - self.first  # where the original bytes end in the stream
+        self.shift = end_bit % 8
+        # The last bytes: from `self.cut` on, the next point's bits are replaced by an empty final block.
+        self.cut = self.original - 1 if self.shift else self.original
+        self.width = 0 if self.ends_stream else (self.shift + 10 + 7) // 8
+        self.length = self.original if self.ends_stream else self.cut + self.width
+
+    def read(self, start: int, size: int, raw: PartsFile) -> memoryview:
+        """Bytes start..start+size of the stream (fewer at its end)."""
+        end = min(start + size, self.length)
+        out = bytearray(max(0, end - start))
+        head = len(self.head)
+        if start < head:
+            out[: min(end, head) - start] = self.head[start:end]
+        low, high = max(start, head), min(end, self.original)
+        if low < high:  # original bytes
+            raw.seek(self.first + low - head)
+            if raw.readinto(memoryview(out)[low - start : high - start]) != high - low:
+                raise ValueError(f"the compressed stream ends before byte {self.first + high - head}, "
+                                 "where its index goes")  # fmt: skip
+            if low == head:  # the first original byte: its low bits are the prefix's
+                out[head - start] = self._merged(out[head - start])
+        if not self.ends_stream and end > self.cut:  # the empty final block, after the kept bits
+            tail_bits = 0
+            if self.shift:
+                byte = out[self.cut - start] if self.cut >= start else self._byte(self.cut, raw)
+                tail_bits = byte & ((1 << self.shift) - 1)
+            tail = (tail_bits | (_EMPTY_FINAL_BLOCK << self.shift)).to_bytes(self.width, "little")
+            at = max(start, self.cut)
+            out[at - start : end - start] = tail[at - self.cut : end - self.cut]
+        return memoryview(out)
+
+    def _merged(self, byte: int) -> int:
+        return (self.low & self.keep) | (byte & (0xFF ^ self.keep))
+
+    def _byte(self, position: int, raw: PartsFile) -> int:
+        """The stream's byte at `position`, an original one."""
+        raw.seek(self.first + position - len(self.head))
+        data = raw.read(1)
+        if len(data) != 1:
+            raise ValueError("the compressed stream ends before its index does")
+        return self._merged(data[0]) if position == len(self.head) else data[0]
+
+
 class _Head:
     """The head of a stretch: decoded by zlib-ng as far as asked, and further when asked again (the
     decoder keeps its place), from the stretch's seek point (the window output first, `skip` bytes)
-    or from a decoder state `base` bytes into it. It copies its decoder's state every _STATE_EVERY
-    bytes and where it stops (`states`), for reads that start further on."""
+    or from a decoder state `base` bytes into it. Its compressed bytes are read as it goes, _FEED at
+    a time. It copies its decoder's state every _STATE_EVERY bytes and where it stops (`states`),
+    for reads that start further on."""
 
     def __init__(
-        self, stream: memoryview, skip: int, size: int, base: int = 0, inflater: Any = None, consumed: int = 0
+        self, stream: _Deflate, skip: int, base: int = 0, inflater: Any = None, consumed: int = 0
     ) -> None:
         self.inflater: Any = inflater if inflater is not None else zlib_ng.decompressobj(-15)
-        self.stream = stream
+        self.stream: _Deflate | None = stream  # None once whole
         self.at = consumed  # bytes of the stream the decoder has consumed
+        self.fed = b""  # bytes after those, read but not consumed yet
         self.out = bytearray()
         self.skip = skip  # the window's bytes at the front of `out`
         self.base = base  # the stretch's offset of out[skip]
-        self.size = size
+        self.size = stream.size
         self.states: list[tuple[int, Any, int]] = []  # (offset, decoder copy, stream bytes consumed)
 
     @property
@@ -317,17 +358,19 @@ class _Head:
         """How far into the stretch it is decoded."""
         return self.base + len(self.out) - self.skip
 
-    def upto(self, need: int) -> bool:
-        """Decode until `need` bytes of the stretch are out; False when its stream ends sooner (a gzip
-        member ends in it) or does not decode. The stream goes in _FEED bytes at a time: what the
-        decoder leaves of its input is copied (`unconsumed_tail`), and a copy of the decoder keeps it."""
+    def upto(self, need: int, raw: PartsFile) -> bool:
+        """Decode until `need` bytes of the stretch are out, reading its stream from `raw`; False
+        when the stream ends sooner (a gzip member ends in it) or does not decode."""
         want = min(need, self.size)
         try:
-            while self.have < want and not self.inflater.eof:
+            while self.have < want and self.stream is not None and not self.inflater.eof:
                 step = min(want - self.have, _STATE_EVERY - self.have % _STATE_EVERY)
-                feed = self.stream[self.at : self.at + _FEED]
+                feed = self.fed
+                if len(feed) < _FEED // 2:  # more of the stream, read once
+                    feed += self.stream.read(self.at + len(feed), _FEED - len(feed), raw)
                 more = self.inflater.decompress(feed, step)
-                used = len(feed) - len(self.inflater.unconsumed_tail)
+                self.fed = self.inflater.unconsumed_tail
+                used = len(feed) - len(self.fed)
                 self.at += used
                 if not more and not used:
                     break  # nothing more comes out: the stream ended
@@ -338,7 +381,7 @@ class _Head:
         except zlib_ng.error:  # type: ignore[misc]
             return False
         if self.have >= self.size or self.inflater.eof:
-            self.stream = memoryview(b"")  # whole: the compressed bytes are not needed any more
+            self.stream, self.fed = None, b""  # whole, or at its end: nothing more to read
         return self.have >= want
 
 
