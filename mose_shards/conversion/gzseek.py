@@ -36,7 +36,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import deflate
-import numpy as np
 from zlib_ng import zlib_ng
 
 from .gzindex import Table, rejoin_prefix
@@ -87,14 +86,12 @@ class GzipRanges:
     def expect(self, ranges: Iterable[tuple[int, int]]) -> None:
         """The reads to come, as (start, end) uncompressed offsets (a task's members): a stretch they
         need only the head of is decoded only that far. Replaces what the last call said."""
-        spans = np.array([r for r in ranges if r[1] > r[0]], dtype=np.int64).reshape(-1, 2)
-        stop = len(self.table) - 1
-        firsts = np.searchsorted(self.table.offsets, spans[:, 0], side="right") - 1
-        lasts = np.minimum(np.searchsorted(self.table.offsets, spans[:, 1] - 1, side="right") - 1, stop - 1)
         needs: dict[int, int] = {}
-        for first, last, end in zip(firsts.tolist(), lasts.tolist(), spans[:, 1].tolist(), strict=True):
-            if not 0 <= first <= last:
+        for start, end in ranges:
+            span = self._span(start, end)
+            if span is None:
                 continue
+            first, last = span
             for j in range(first, last):  # read through to their end
                 needs[j] = self._size(j)
             needs[last] = max(needs.get(last, 0), min(end - int(self.table.offsets[last]), self._size(last)))
@@ -106,11 +103,10 @@ class GzipRanges:
 
     def read(self, size: int) -> bytes:
         start, end = self.pos, self.pos + size
-        stop = len(self.table) - 1  # stretches 0..stop-1: the last point is the end of the stream
-        first = self.table.before(start)
-        if start >= end or not 0 <= first < stop:
-            return b""  # nothing asked, or at or past the end of the stream
-        last = min(self.table.before(end - 1), stop - 1)
+        span = self._span(start, end)
+        if span is None:
+            return b""
+        first, last = span
         pieces = []
         for i in range(first, last + 1):
             lowest = int(self.table.offsets[i])
@@ -119,6 +115,15 @@ class GzipRanges:
             pieces.append(_slice(self._stretch(i, begin, end - lowest), begin, end - lowest))
         self.pos = start + sum(len(piece) for piece in pieces)
         return b"".join(pieces)
+
+    def _span(self, start: int, end: int) -> tuple[int, int] | None:
+        """The first and last stretch holding uncompressed bytes start..end; None when nothing is
+        asked, or it is at or past the end of the stream."""
+        stop = len(self.table) - 1  # stretches 0..stop-1: the last point is the end of the stream
+        first = self.table.before(start)
+        if start >= end or not 0 <= first < stop:
+            return None
+        return first, min(self.table.before(end - 1), stop - 1)
 
     def _size(self, i: int) -> int:
         return int(self.table.offsets[i + 1]) - int(self.table.offsets[i])
@@ -137,7 +142,6 @@ class GzipRanges:
         """Stretch i decoded from `begin` (or before) at least `need` bytes far (all of it when whole)."""
         data = self.kept.get(i)
         if data is not None and (isinstance(data, memoryview) or data.base <= begin):
-            self.kept.move_to_end(i)
             return self._keep(i, self._further(i, data, need))
         pending = self.pending.pop(i, None)
         if pending is None or pending.cancel():  # not queued, or still queued: decoded here
@@ -225,24 +229,18 @@ class GzipRanges:
             self.decoded += len(data)
         return data
 
-    def _deflated(self, i: int, raw: PartsFile) -> tuple[memoryview, int, int]:
-        """Stretch i as a raw deflate stream of its own, read whole: (the stream, the window's length
-        in front of its output, the length of its own output)."""
-        stream = _Deflate(self.table, i, raw.total)
-        return stream.read(0, stream.length, raw), len(stream.window), stream.size
-
     def _decode(self, i: int, raw: PartsFile) -> memoryview | None:
         """Stretch i decoded whole by libdeflate in one call; None when it does not decode so (the
         stream has several gzip members)."""
-        stream, skip, size = self._deflated(i, raw)
-        want = skip + size
+        stream = _Deflate(self.table, i, raw.total)
+        want = len(stream.window) + stream.size
         try:
-            out = deflate.deflate_decompress(stream, want)
+            out = deflate.deflate_decompress(stream.read(0, stream.length, raw), want)
         except deflate.DeflateError:  # bad data, or more output than `want`
             return None
         if len(out) != want:  # a gzip member ends inside the stretch
             return None
-        return memoryview(out)[skip:]
+        return memoryview(out)[len(stream.window) :]
 
     def _through_rapidgzip(self, i: int) -> memoryview:
         if self._rapidgzip is None:
