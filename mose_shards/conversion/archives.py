@@ -40,7 +40,7 @@ KINDS = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".zip": "zip"}
 _FORMAT = 1  # bump when the saved listing changes shape
 # Seek points C compressed bytes apart. A reader holds the whole index (~33 KiB a point on JPEG
 # data: size / C points) and up to ~11 stretches of C (gzseek: kept, queued, decoding), and a task
-# decodes up to C it does not need where its runs of members start and end. C = sqrt(size * 2 KiB)
+# decodes up to C it does not need where its runs of members start. C = sqrt(size * 2 KiB)
 # keeps both memory terms and that waste growing as the square root of the archive: MOSEv2's 85 GB
 # train, 13 MB apart: ~210 MB of index plus ~140 MB of stretches per reader. At least 4 MiB: the
 # listing decodes a chunk between two points per rapidgzip task, and its two threads listed a 70 MB
