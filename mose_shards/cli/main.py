@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.errors import ConfigError, MoseShardsError, ProblemsError
 from ..core.version import __version__
-from . import analytics, convert, tools
+from . import analytics, convert, evaluate, tools
 from .common import EXIT_ERROR, EXIT_USAGE
 
 EPILOG = """\
@@ -26,6 +26,7 @@ examples:
   mose-shards verify s3://bucket/mose                recompute hashes, check tables against shards
   mose-shards stats out/ --json                      disappearance, reappearance, mBOR, sizes
   mose-shards query out/ "select * from objects where reappears limit 5"
+  mose-shards evaluate out/ preds/ --split valid      score predictions (MOSEv2 / DAVIS-2017 metrics)
 """
 
 
@@ -78,4 +79,5 @@ COMMANDS: list[Callable[[Any], None]] = [
     analytics.register_query,
     tools.register_verify,
     tools.register_export,
+    evaluate.register_evaluate,
 ]
