@@ -99,7 +99,8 @@ def test_settings_are_locked(converted: Path) -> None:
     """External access is off and the configuration locked for the query that runs."""
     got = query(
         str(converted),
-        "SELECT current_setting('enable_external_access') AS ext, current_setting('lock_configuration') AS lock,"
+        "SELECT current_setting('enable_external_access') AS ext,"
+        " current_setting('lock_configuration') AS lock,"
         " (SELECT count(*) FROM videos) AS n",
     ).to_pylist()
     assert got == [{"ext": False, "lock": True, "n": 8}]

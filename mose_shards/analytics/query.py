@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 
 from ..core.errors import ConfigError
-from ..core.storage import StorageOptions
 from ..core.sql import check_select, connect, named_tables, run
+from ..core.storage import StorageOptions
 
 __all__ = ["FORMATS", "connect", "format_result", "query"]
 

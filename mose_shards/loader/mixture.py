@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from ..core import manifest
 from ..core.errors import ConfigError
-from ..core.storage import StorageOptions, Store, url_to_fs
 from ..core.sql import check_where, connect_output, named_tables, run
+from ..core.storage import StorageOptions, Store, url_to_fs
 from .distribution import Items
 from .index import Shard, SplitIndex, load_index
 from .objects import add_frame_objects
