@@ -25,7 +25,7 @@ from ..core.errors import ConfigError
 from ..core.storage import StorageOptions, Store, url_to_fs
 from ..core.views import connect_output, duckdb_module, first_line
 from .distribution import Items
-from .index import Shard, SplitIndex, load_index
+from .index import Shard, SplitIndex, shared_index
 from .objects import add_frame_objects
 from .retry import RetryingStore, RetryPolicy, retried
 from .sampling import ClipOptions, clip_counts
@@ -247,8 +247,9 @@ def open_sources(
         url = os.fspath(source.url)
         plain, doc = retried(partial(manifest.read, url, source.storage_options), policy, url)
         store = RetryingStore(plain, policy)
-        index = load_index(store, doc, source.split, verify=verify)
-        add_frame_objects(store, doc, source.split, index)  # which objects each frame shows
+        index = shared_index(store, doc, source.split, verify=verify)  # once per process
+        if index.object_ids is None:
+            add_frame_objects(store, doc, source.split, index)  # which objects each frame shows
         counts = clip_counts(index.num_objects, index.first_frame, options)
         chosen = select_videos(source, name, store, doc, index.video_ids.to_pylist())
         if chosen is not None:
