@@ -40,16 +40,17 @@ class FrameReader:
     """Random access to the frames of an output; each split's index is loaded once, on demand.
 
     `read_ahead` (frames) and `read_ahead_bytes` bound what a read of one frame brings along
-    (readahead.py; `read_ahead=1` reads the frame alone); `retry` governs every read.
+    (readahead.py; `read_ahead=1` reads the frame alone); `retry` governs every read; with
+    `verify`, every member handed out is checked against the frames table's sha256.
     """
 
     def __init__(
         self, url: str, storage_options: StorageOptions | None = None, *, read_ahead: int = READ_AHEAD_FRAMES,
-        read_ahead_bytes: int = READ_AHEAD_BYTES, retry: RetryPolicy | None = None,
+        read_ahead_bytes: int = READ_AHEAD_BYTES, retry: RetryPolicy | None = None, verify: bool = False,
     ) -> None:  # fmt: skip
         self.url = url
         self.storage_options = dict(storage_options or {})
-        self.retry = retry or RetryPolicy()
+        self.retry, self.verify = retry or RetryPolicy(), verify
         self._ahead_options = (read_ahead, read_ahead_bytes)
         ReadAhead(read_ahead, read_ahead_bytes)  # checks the options now
         self._indexes: dict[str, SplitIndex] = {}
@@ -110,7 +111,7 @@ class FrameReader:
         found = self._indexes.get(split)
         if found is None:
             store = RetryingStore(self.store, self.retry)
-            found = self._indexes.setdefault(split, shared_index(store, self._doc, split))
+            found = self._indexes.setdefault(split, shared_index(store, self._doc, split, self.verify))
         return found
 
     def _find(self, video_id: str, frame_index: int | None, split: str | None) -> tuple[SplitIndex, int]:
@@ -144,7 +145,7 @@ class FrameReader:
         """The given frames of a video, in one coalesced read where they lie together (retried,
         checked); no read-ahead."""
         _, reader, _, pool = self._made()
-        return fetch_frames(reader, entry, list(positions), pool)
+        return fetch_frames(reader, entry, list(positions), pool, self.verify)
 
     def sample(self, index: SplitIndex, video: int, position: int) -> Sample:
         """One frame's members {jpg, png, json}, through the read-ahead."""
