@@ -276,20 +276,28 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def _registry_key(store: Store, doc: dict[str, Any], split: str) -> str:
+    described = json.dumps(split_entry(store, doc, split), sort_keys=True, default=str).encode()
+    return f"{options_key(store.url, store.storage_options)}/{hashlib.sha256(described).hexdigest()}/{split}"
+
+
+def loaded_index(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex | None:
+    """The index of a split already loaded in this process (see `shared_index`), if any."""
+    key = _registry_key(store, doc, split)
+    with _LOADED_LOCK:
+        return _LOADED.get((key, True)) or (None if verify else _LOADED.get((key, False)))
+
+
 def shared_index(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex:
     """`load_index`, once per process for each output and split: an index already loaded here (by a
     ClipDataset, a FrameReader or a ShardRawDataset) is handed out again; one with sha256 digests
     serves a reader that does not verify too."""
-    entry = split_entry(store, doc, split)
-    described = json.dumps(entry, sort_keys=True, default=str).encode()
-    key = f"{options_key(store.url, store.storage_options)}/{hashlib.sha256(described).hexdigest()}/{split}"
-    with _LOADED_LOCK:
-        found = _LOADED.get((key, True)) or (None if verify else _LOADED.get((key, False)))
+    found = loaded_index(store, doc, split, verify)
     if found is not None:
         return found
     index = load_index(store, doc, split, verify)
     with _LOADED_LOCK:
-        return _LOADED.setdefault((key, verify), index)
+        return _LOADED.setdefault((_registry_key(store, doc, split), verify), index)
 
 
 def load_index(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex:

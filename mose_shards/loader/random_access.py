@@ -29,7 +29,7 @@ from .framefetch import PartialVideo, fetch_frames
 from .index import MEMBER_COLUMNS, IndexedVideo, SplitIndex, options_key, shared_index
 from .readahead import READ_AHEAD_BYTES, READ_AHEAD_FRAMES, ReadAhead
 from .retry import RetryingStore, RetryPolicy
-from .stream import Reader, Sample
+from .stream import Reader, Sample, with_session
 
 Row = dict[str, Any]
 MEMBERS = MEMBER_COLUMNS
@@ -85,7 +85,9 @@ class FrameReader:
             # the parent's client stays referenced: freed here, s3fs's finalizer would try to close
             # it on the parent's event loop, which does not run in this process
             self._inherited = local
-            store = store or Store(self._root, self.storage_options)
+            # a forked worker's client reuses the parent's S3 session (service models loaded)
+            options = with_session(self.storage_options, local[1] if local is not None else None)
+            store = store or Store(self._root, options)
             pool = ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="mose-shards-clip")
             local = (os.getpid(), store, Reader(store, self.retry), ReadAhead(*self._ahead_options), pool)
             self._local = local
