@@ -23,13 +23,14 @@ from mose_shards.core.errors import ConfigError
 from mose_shards.core.schema import TABLES, table_schema
 from tests.test_stats import hand_tree
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 pytest.importorskip("duckdb")
 
 
 def readme_blocks(language: str, marker: str) -> dict[str, str]:
-    """The README's fenced blocks of a language whose first line is `<marker> <name>`, by name."""
-    found = re.findall(rf"```{language}\n{re.escape(marker)} ([\w-]+)\n(.*?)```", README.read_text(), re.S)
+    """The README's and docs' fenced blocks of a language whose first line is `<marker> <name>`, by name."""
+    from tests.test_readme import text
+
+    found = re.findall(rf"```{language}\n{re.escape(marker)} ([\w-]+)[^\n]*\n(.*?)```", text(), re.S)
     return {name: body for name, body in found}
 
 

@@ -176,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_NEXT = """
-read it back (README, "Reading the output"), with the Python mose-shards is installed in
+read it back (docs/guide/output.md, "Reading the output"), with the Python mose-shards is installed in
 (after `make demo`: source .venv/bin/activate):
   python -c "import webdataset as wds; \\
     print(next(iter(wds.WebDataset('{out}/shards/train/train-000000.tar', shardshuffle=False))).keys())"

@@ -96,10 +96,15 @@ def read(url: str, storage_options: StorageOptions | None = None) -> tuple[Store
     """The store of an output and its parsed manifest; OutputError when missing or not ours."""
     root, name = locate(url)
     store = Store(root, storage_options)
-    if not store.exists(name):
-        raise OutputError(f"{store.url_of(name)}: no manifest (not a mose-shards output, or unfinished)")
+    try:  # one request: on object storage a round trip each, and this is every reader's first
+        data = store.read(name)
+    except OutputError:
+        if store.exists(name):
+            raise
+        what = "no manifest (not a mose-shards output, or unfinished)"
+        raise OutputError(f"{store.url_of(name)}: {what}") from None
     try:
-        doc = json.loads(store.read(name))
+        doc = json.loads(data)
     except ValueError as exc:
         raise OutputError(f"{store.url_of(name)}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

@@ -28,7 +28,7 @@ from .mixture import MaxSkip, MixedReader, Source, as_sources, max_skip_at, mixt
 from .progress import SharedPosition, check_state
 from .retry import RetryPolicy
 from .sampling import ClipOptions, choose_objects, item_rng, sample_positions
-from .stream import FetchedVideo, Reader, stream_videos
+from .stream import FetchedVideo, Reader, is_s3, stream_videos, with_session
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             return made[1]
         before = made[2] if made is not None else [None] * len(self.opened)
         stores = [
-            Store(o.root, _with_session(o.source.storage_options, parent))
+            Store(o.root, with_session(o.source.storage_options, parent))
             for o, parent in zip(self.opened, before, strict=True)
         ]
         cache = ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir is not None else None
@@ -258,7 +258,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.reader()
         assert self._readers is not None
         for store in self._readers[2]:
-            if _is_s3(store.fs):
+            if is_s3(store.fs):
                 store.fs.connect()  # s3fs: the session and its client
 
     def __getstate__(self) -> dict[str, Any]:
@@ -340,19 +340,6 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             "epoch": epoch,
             "source": source,
         }
-
-
-def _is_s3(fs: Any) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    return "s3" in protocols and hasattr(fs, "connect")
-
-
-def _with_session(options: StorageOptions | None, parent: Store | None) -> StorageOptions | None:
-    """The storage options, plus the parent process's S3 session when there is one to reuse."""
-    session = getattr(parent.fs, "session", None) if parent is not None and _is_s3(parent.fs) else None
-    if session is None or (options and "session" in options):
-        return options
-    return {**(options or {}), "session": session}
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -38,6 +38,31 @@ def frame_spans(entry: IndexedVideo, positions: Sequence[int], gap: int = GAP) -
     return merged
 
 
+def clip_spans(entry: IndexedVideo, positions: Sequence[int], gap: int = GAP) -> list[Span]:
+    """The reads of a clip: one span from its first frame to its last when the bytes between its
+    frames are no more than the frames' own (a clip cut with skips, frames of other sampling), so
+    that it costs one request; else `frame_spans`, read at once in parallel."""
+    spans = frame_spans(entry, positions, gap)
+    own = sum(end - start for start, end in spans)
+    return [(spans[0][0], spans[-1][1])] if spans and spans[-1][1] - spans[0][0] <= 2 * own else spans
+
+
+def fetch_frames(
+    reader: Reader, entry: IndexedVideo, positions: Sequence[int], pool: ThreadPoolExecutor | None = None,
+    verify: bool = False,
+) -> PartialVideo:  # fmt: skip
+    """The given frames of a video, read (retried) as `clip_spans` says: the first span in this
+    thread, the others at the same time in `pool`; checked as the loader checks every read."""
+    spans = clip_spans(entry, positions)
+    others = [(s, pool.submit(reader.read, entry.shard, s, e - s)) for s, e in spans[1:]] if pool else []
+    start, end = spans[0]
+    parts = [(start, reader.read(entry.shard, start, end - start))]
+    parts += [(s, future.result()) for s, future in others]
+    parts += [(s, reader.read(entry.shard, s, e - s)) for s, e in spans[1 + len(others) :]]
+    where = reader.where(entry.shard, start, parts[-1][0] + len(parts[-1][1]) - start)
+    return _checked(entry, min(positions), PartialVideo(entry, parts, where, verify))
+
+
 class PartialVideo(FetchedVideo):
     """A video of which only some frames were read: members are sliced from the span holding them."""
 

@@ -25,8 +25,8 @@ from ..core.errors import ConfigError
 from ..core.sql import check_where, connect_output, named_tables, run
 from ..core.storage import StorageOptions, Store, url_to_fs
 from .distribution import Items
-from .index import Shard, SplitIndex, load_index
-from .objects import add_frame_objects
+from .index import Shard, SplitIndex
+from .objects import index_with_objects
 from .retry import RetryingStore, RetryPolicy, retried
 from .sampling import ClipOptions, clip_counts
 from .stream import Reader
@@ -248,8 +248,8 @@ def open_sources(
         url = os.fspath(source.url)
         plain, doc = retried(partial(manifest.read, url, source.storage_options), policy, url)
         store = RetryingStore(plain, policy)
-        index = load_index(store, doc, source.split, verify=verify)
-        add_frame_objects(store, doc, source.split, index)  # which objects each frame shows
+        # once per process, with which objects each frame shows (frames and masks read at once)
+        index = index_with_objects(store, doc, source.split, verify)
         counts = clip_counts(index.num_objects, index.first_frame, options)
         chosen = select_videos(source, name, store, doc, index.video_ids.to_pylist())
         if chosen is not None:
