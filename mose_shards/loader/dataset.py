@@ -128,6 +128,13 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
         # Each source's index and subset, resolved once here (a `where` runs now, never in workers).
         self.opened = open_sources(self.sources, self.options, verify, self.retry)
+        # the clients the index was read with serve this process's shard reads: no second session
+        self._opened_stores: tuple[int, list[Store | None]] | None = (
+            os.getpid(),
+            [o.store for o in self.opened],
+        )
+        for o in self.opened:
+            o.store = None  # clients are per process: a pickled dataset carries none
         self.index, self.counts = self.opened[0].index, self.opened[0].counts
         self.void_label = self.opened[0].void_label
         self._position = SharedPosition()
@@ -239,11 +246,15 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         made = self._readers
         if made is not None and made[0] == os.getpid():
             return made[1]
-        before = made[2] if made is not None else [None] * len(self.opened)
-        stores = [
-            Store(o.root, with_session(o.source.storage_options, parent))
-            for o, parent in zip(self.opened, before, strict=True)
-        ]
+        opened_here = self._opened_stores is not None and self._opened_stores[0] == os.getpid()
+        if made is None and opened_here and self._opened_stores is not None:
+            stores = [s for s in self._opened_stores[1] if s is not None]
+        else:
+            before = made[2] if made is not None else [None] * len(self.opened)
+            stores = [
+                Store(o.root, with_session(o.source.storage_options, parent))
+                for o, parent in zip(self.opened, before, strict=True)
+            ]
         cache = ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir is not None else None
         readers = [Reader(store, self.retry, cache) for store in stores]
         reader = (
@@ -263,7 +274,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_readers"] = None  # clients are per process; a spawned worker makes its own
+        state["_readers"] = state["_opened_stores"] = None  # clients are per process
         return state
 
     def _generate(self, epoch: int, items: Items, padding: np.ndarray) -> Iterator[dict[str, Any]]:
