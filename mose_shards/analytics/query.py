@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..core.errors import ConfigError
+from ..core.layout import name_problem
 from ..core.sql import check_select, connect, named_tables, run
 from ..core.storage import StorageOptions
 
@@ -56,7 +57,11 @@ def video_list(table: pa.Table) -> list[str]:
     if "video_id" not in table.column_names:
         have = ", ".join(table.column_names) or "none"
         raise ConfigError(f"--format video-list needs a video_id column; the result has: {have}")
-    return list(dict.fromkeys(str(v) for v in table.column("video_id").to_pylist() if v is not None))
+    ids = list(dict.fromkeys(str(v) for v in table.column("video_id").to_pylist() if v is not None))
+    for video_id in ids:  # one id a line: an id that is not one clean line cannot be listed
+        if (unfit := name_problem(video_id)) is not None:
+            raise ConfigError(f"--format video-list: {unfit}")
+    return ids
 
 
 def _plain(value: Any) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
+from ..core.urls import redact
 from .common import EXIT_OK, ProgressBar, add_end_option, add_storage_option, storage_options
 
 
@@ -107,7 +108,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     note = f", reused {result.shards_reused} finished shard(s)" if result.shards_reused else ""
     print(
         f"converted {result.videos} videos, {result.frames} frames into {shards} shards "
-        f"({result.bytes / 1e6:.1f} MB) at {config.output} in {result.seconds:.1f}s{note}"
+        f"({result.bytes / 1e6:.1f} MB) at {redact(config.output)} in {result.seconds:.1f}s{note}"
     )
     if result.skipped:
         warning = f"skipped {result.skipped} broken video(s); see 'skipped' in the manifest"
