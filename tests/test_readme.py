@@ -139,3 +139,14 @@ def test_architecture_names_every_module() -> None:
     hint = "docs/architecture.md, '## Modules': one line per module (a new module gets its line there)"
     assert sorted(real - named) == [], f"modules without a line; {hint}"
     assert sorted(named - real) == [], f"lines naming modules that do not exist; {hint}"
+
+
+@pytest.mark.slow
+def test_stats_output_shown_is_the_demos(demo_dir: Path) -> None:
+    """The table docs/guide/analytics.md shows for `mose-shards stats demo/out` is what it prints."""
+    page = (DOCS / "guide" / "analytics.md").read_text()
+    shown = page.split("`mose-shards stats demo/out`", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    cli = Path(sys.executable).with_name("mose-shards")
+    done = subprocess.run([str(cli), "stats", "demo/out"], cwd=demo_dir, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown
