@@ -33,7 +33,7 @@ g_pathmgr = iopath_file_io.g_pathmgr
 
 from mose_shards.sam2 import SCHEME, ShardRawDataset  # noqa: E402
 from tests.sam2_like import FirstFrames, reference_mask, reference_videos  # noqa: E402
-from tests.test_readme import README, examples  # noqa: E402
+from tests.test_readme import examples, text  # noqa: E402
 
 
 def reference_masks(gt_folder: Path, video: str) -> dict[int, dict[int, np.ndarray]]:
@@ -196,7 +196,7 @@ def test_needs_iopath_and_never_imports_sam2() -> None:
 
 def readme_yaml(name: str) -> Any:
     yaml = pytest.importorskip("yaml")
-    found = re.search(rf"```yaml\n# yaml: {name}\n(.*?)```", README.read_text(), re.S)
+    found = re.search(rf"```yaml\n# yaml: {name}\n(.*?)```", text(), re.S)
     assert found is not None, name
     return yaml.safe_load(found.group(1))
 

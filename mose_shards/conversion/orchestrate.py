@@ -349,6 +349,7 @@ def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
         output=config.output,
         void_label=config.void_label,
         on_error=config.on_error,
+        max_pixels=config.max_pixels,
         source_options=config.source_storage,
         output_options=config.output_storage,
     )
