@@ -97,11 +97,12 @@ def _checked(entry: IndexedVideo, first: int, video: PartialVideo) -> PartialVid
 
 def stream_frames(
     reader: Reader, entries: Sequence[IndexedVideo], wanted: Sequence[Sequence[int]], prefetch: int = 4,
-    verify: bool = False,
+    verify: bool = False, ready: PartialVideo | None = None,
 ) -> Iterator[FetchedVideo]:  # fmt: skip
     """The given videos, in order, each holding at least the frames `wanted` of it; the spans of up
     to `prefetch` videos are read at once, in parallel. The first video is read alone (its clip
-    waits for nothing else), the next ones while it is decoded."""
+    waits for nothing else), the next ones while it is decoded; `ready` is the first video already
+    read (priming.py)."""
     depth = max(1, prefetch)
     pool = ThreadPoolExecutor(max_workers=depth * 2, thread_name_prefix="mose-shards-frames")
     pending: deque[tuple[IndexedVideo, int, list[tuple[int, Future[bytes]]]]] = deque()
@@ -114,6 +115,11 @@ def stream_frames(
         pending.append((entry, min(positions), reads))
 
     try:
+        if ready is not None and todo:
+            todo.popleft()  # read already: the next videos are requested while it is decoded
+            while todo and len(pending) < depth:
+                submit()
+            yield ready
         while todo or pending:
             if not pending:  # the start: the first video's reads alone, so that they arrive soonest
                 submit()
