@@ -76,7 +76,8 @@ def schema_versions() -> dict[str, int]:
 
 
 def markdown() -> str:
-    """The README's column reference, generated from the schema files (a test keeps them in sync)."""
+    """The column reference of docs/guide/tables.md, generated from the schema files (a test keeps them
+    in sync)."""
     parts = []
     for name in TABLES:
         doc = load_document(name)
