@@ -122,7 +122,10 @@ def test_mose_json_matches_reference(converted: Path, raw_tree: Path, preds: Pat
 def test_davis_json_matches_reference(converted: Path, raw_tree: Path, preds: Path, tmp_path: Path) -> None:
     """davis-2017: objects 1 .. the largest id of frame 0, J-Mean/F-Mean per object, summary keys."""
     out = tmp_path / "d.json"
-    assert _run(str(converted), str(preds), "--split", "train", "--metric", "davis-2017", "--json", str(out)) == 0
+    assert (
+        _run(str(converted), str(preds), "--split", "train", "--metric", "davis-2017", "--json", str(out))
+        == 0
+    )
     got = json.loads(out.read_text())
     assert set(got["summary"]) == DAVIS_SUMMARY
     for video, frames in _gt(raw_tree).items():
@@ -172,10 +175,14 @@ def test_evaluator_equals_cli(converted: Path, preds: Path, tmp_path: Path) -> N
     assert result.frames.num_rows > 0 and result.objects.num_rows == len(result.per_object)
 
 
-def test_scores_tables_join_with_sql(converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scores_tables_join_with_sql(
+    converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--scores writes both tables; query --scores joins them with objects; means equal the JSON's."""
     dest, out = tmp_path / "scores", tmp_path / "a.json"
-    assert _run(str(converted), str(preds), "--split", "train", "--scores", str(dest), "--json", str(out)) == 0
+    assert (
+        _run(str(converted), str(preds), "--split", "train", "--scores", str(dest), "--json", str(out)) == 0
+    )
     got = json.loads(out.read_text())
     capsys.readouterr()
     sql = (
@@ -193,33 +200,57 @@ def test_by_groups(converted: Path, preds: Path, tmp_path: Path, capsys: pytest.
     """--by reappearance: each group's count and mean J&F_new from the objects table and the JSON."""
     out = tmp_path / "a.json"
     capsys.readouterr()
-    assert _run(str(converted), str(preds), "--split", "train", "--json", str(out), "--by", "reappearance", "--by", "size") == 0
+    assert (
+        _run(
+            str(converted),
+            str(preds),
+            "--split",
+            "train",
+            "--json",
+            str(out),
+            "--by",
+            "reappearance",
+            "--by",
+            "size",
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     got = json.loads(out.read_text())
     objects = table(converted, "objects", "train")
     for flag, label in ((True, "reappears"), (False, "does not reappear")):
-        scores = [got[f"{o['video_id']}_{o['object_id']}"]["J&F_new"] for o in objects if o["reappears"] == flag]
+        scores = [
+            got[f"{o['video_id']}_{o['object_id']}"]["J&F_new"] for o in objects if o["reappears"] == flag
+        ]
         if scores:
-            line = next(x for x in text.splitlines() if x.startswith(label + " ") or x.startswith(label + "  "))
+            line = next(
+                x for x in text.splitlines() if x.startswith(label + " ") or x.startswith(label + "  ")
+            )
             assert line.split()[-2:] == [str(len(scores)), f"{np.mean(scores):.2f}"]
     masks = table(converted, "masks", "train")
     sizes = {}
     for o in objects:
-        area = np.median([m["area"] for m in masks if (m["video_id"], m["object_id"]) == (o["video_id"], o["object_id"])])
+        area = np.median(
+            [m["area"] for m in masks if (m["video_id"], m["object_id"]) == (o["video_id"], o["object_id"])]
+        )
         sizes.setdefault("small" if area < 1024 else "medium" if area < 9216 else "large", []).append(o)
     for label, objs in sizes.items():
         line = next(x for x in text.splitlines() if x.split()[0] == label)
         assert int(line.split()[1]) == len(objs)
 
 
-def test_by_occlusion_is_one_line_error(converted: Path, preds: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_by_occlusion_is_one_line_error(
+    converted: Path, preds: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--by occlusion on tables without it: one line, exit 2."""
     assert _run(str(converted), str(preds), "--split", "train", "--by", "occlusion") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "occlusion" in err[0]
 
 
-def _bad(converted: Path, pred: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], split: str = "train") -> str:
+def _bad(
+    converted: Path, pred: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], split: str = "train"
+) -> str:
     out, scores = tmp_path / "bad.json", tmp_path / "bad-scores"
     capsys.readouterr()
     code = _run(str(converted), str(pred), "--split", split, "--json", str(out), "--scores", str(scores))
@@ -235,7 +266,9 @@ def _copy(preds: Path, tmp_path: Path) -> Path:
     return dest / "Annotations"
 
 
-def test_missing_video(converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_video(
+    converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A video missing from PRED: one line naming it, nothing written."""
     ann = _copy(preds, tmp_path)
     victim = sorted(ann.iterdir())[0]
@@ -243,7 +276,9 @@ def test_missing_video(converted: Path, preds: Path, tmp_path: Path, capsys: pyt
     assert victim.name in _bad(converted, ann.parent, tmp_path, capsys)
 
 
-def test_missing_frame(converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_frame(
+    converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A frame missing from PRED: one line naming the file."""
     ann = _copy(preds, tmp_path)
     victim = sorted(sorted(ann.iterdir())[-1].glob("*.png"))[2]
@@ -252,7 +287,9 @@ def test_missing_frame(converted: Path, preds: Path, tmp_path: Path, capsys: pyt
     assert f"{victim.parent.name}/{victim.name}" in msg and "missing" in msg
 
 
-def test_wrong_size_and_not_png(converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_size_and_not_png(
+    converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A prediction of the wrong size, then a file that is no PNG: each named on one line."""
     ann = _copy(preds, tmp_path)
     victim = sorted(sorted(ann.iterdir())[0].glob("*.png"))[3]
@@ -264,14 +301,18 @@ def test_wrong_size_and_not_png(converted: Path, preds: Path, tmp_path: Path, ca
     assert victim.name in msg and "not a PNG" in msg
 
 
-def test_split_without_dense_ground_truth(converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_split_without_dense_ground_truth(
+    converted: Path, preds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """valid has first-frame masks only: evaluation needs annotated frames, and train has them."""
     msg = _bad(converted, preds, tmp_path, capsys, split="valid")
     assert "annotated frames" in msg and "train" in msg
 
 
 @pytest.mark.s3
-def test_s3_predictions_and_output(s3_server, s3_converted: str, converted: Path, preds: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_s3_predictions_and_output(
+    s3_server, s3_converted: str, converted: Path, preds: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     """Ground truth and predictions (folder and zip) on SeaweedFS: the local numbers."""
     import fsspec
 

@@ -15,7 +15,11 @@ def ref_bmap(seg: np.ndarray) -> np.ndarray:
     """A pixel is boundary where it differs from its right, lower or lower-right neighbour; on the last
     row only the right one counts, on the last column only the lower one, the corner never."""
     b = np.zeros(seg.shape, bool)
-    right, down, diag = seg[:-1, :-1] != seg[:-1, 1:], seg[:-1, :-1] != seg[1:, :-1], seg[:-1, :-1] != seg[1:, 1:]
+    right, down, diag = (
+        seg[:-1, :-1] != seg[:-1, 1:],
+        seg[:-1, :-1] != seg[1:, :-1],
+        seg[:-1, :-1] != seg[1:, 1:],
+    )
     b[:-1, :-1] = right | down | diag
     b[-1, :-1] = seg[-1, :-1] != seg[-1, 1:]
     b[:-1, -1] = seg[:-1, -1] != seg[1:, -1]
@@ -26,7 +30,9 @@ def ref_dilate(b: np.ndarray, r: float) -> np.ndarray:
     """Points (dy, dx) = (i - k//2, j - k//2) of the k x k grid arange(-r, r + 1) within r."""
     axis = np.arange(-r, r + 1)
     k = len(axis)
-    pts = [(i - k // 2, j - k // 2) for i in range(k) for j in range(k) if axis[i] ** 2 + axis[j] ** 2 <= r * r]
+    pts = [
+        (i - k // 2, j - k // 2) for i in range(k) for j in range(k) if axis[i] ** 2 + axis[j] ** 2 <= r * r
+    ]
     if not pts:  # an element without a point (r < ~0.7): OpenCV uses the grid's first corner
         pts = [(-(k // 2), -(k // 2))]
     out = np.zeros_like(b)
@@ -129,7 +135,7 @@ def test_random_frames_match_reference(seed: int) -> None:
 
 
 def test_segments_of_a_vanishing_and_reappearing_object() -> None:
-    """Visible, gone for 2, back for 3, gone to the end: disappearances [1,3) and [6,8), reappearance [3,6)."""
+    """Visible, gone 2, back 3, gone to the end: disappearances [1,3) and [6,8), reappearance [3,6)."""
     empty = np.array([0, 1, 1, 0, 0, 0, 1, 1], bool)
     assert segments(empty) == ([(1, 3), (6, 8)], [(3, 6)])
     # absent at the start is no disappearance; its coming is a reappearance
