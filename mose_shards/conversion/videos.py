@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..archives.archives import Archive
+    from ..archives import Archive
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg")
 MASK_EXTENSIONS = (".png",)
