@@ -88,6 +88,13 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    @property
+    def _whole_file(self) -> dict[str, Any]:
+        """Options of a whole-file read: s3fs asks for a file's size (a HEAD, one more round trip)
+        before reading it unless it is told to read in one request, which small files want."""
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
+        return {"max_concurrency": 1} if "s3" in protocols else {}
+
     def path(self, rel: str) -> str:
         """The filesystem path of a relative path."""
         return join(self.root, rel)
@@ -114,7 +121,7 @@ class Store:
     def read(self, rel: str) -> bytes:
         """The whole file; OutputError naming it when it is missing."""
         try:
-            data: bytes = self.fs.cat_file(self.path(rel))
+            data: bytes = self.fs.cat_file(self.path(rel), **self._whole_file)
         except FileNotFoundError:
             raise OutputError(f"{self.url_of(rel)}: file not found") from None
         return data

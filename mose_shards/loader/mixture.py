@@ -234,6 +234,7 @@ class OpenedSource:
     index: SplitIndex
     counts: np.ndarray
     void_label: int | None
+    store: Store | None = None  # the store the index was read with, to reuse in this process
 
 
 def open_sources(
@@ -264,7 +265,7 @@ def open_sources(
             raise ConfigError(
                 f"{where}{' in the subset' if chosen else ''} fits a clip of {options.clip_length} frames"
             )
-        out.append(OpenedSource(source, name, store.url, index, counts, doc["options"]["void_label"]))
+        out.append(OpenedSource(source, name, store.url, index, counts, doc["options"]["void_label"], plain))
     return out
 
 
