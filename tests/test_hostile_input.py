@@ -307,3 +307,12 @@ def test_unreachable_s3_endpoint_is_one_line(tmp_path: Path, command: str) -> No
     assert done.returncode == 1 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{url}: cannot reach the object store at http://127.0.0.1:9" in lines[0]
+
+
+def test_plan_json_holds_no_url(tree: Path, tmp_path: Path) -> None:
+    """plan.json keeps a fingerprint and the byte options: the source's URL (and any credential in it)
+    is not written there."""
+    out = tmp_path / "out"
+    assert main(["convert", str(tree), str(out), "--workers", "1", "-q"]) == 0
+    plan = (out / ".mose-shards" / "plan.json").read_text()
+    assert str(tree) not in plan and set(json.loads(plan)) == {"fingerprint", "options"}
