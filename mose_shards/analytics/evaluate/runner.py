@@ -32,8 +32,8 @@ def score_video(truth: GroundTruth, preds: Predictions, name: str, metric: str) 
     video = truth.video(name)
     objects = truth.objects(video, metric)
     rows: FrameRows = []
-    for index in video.evaluated:
-        gt = truth.mask(name, index)
+    indices = list(video.evaluated) if len(video.frame_names) > 2 else []
+    for index, gt in zip(indices, truth.masks(name, indices), strict=True):
         pred = preds.read(name, video.frame_names[index], (video.height, video.width))
         rows += [(index, *r) for r in score_frame(metric, gt, pred, objects)]
     return rows

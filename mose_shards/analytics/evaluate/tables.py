@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...core.schema import table_schema
+from ...core.tables import read_part
 from ...core.storage import StorageOptions, Store
 from .metrics import DAVIS_2017
 
@@ -62,3 +63,9 @@ def write_scores(result: Scored, dest: str, storage_options: StorageOptions | No
         store.write(SCORE_FILES[name], buffer.getvalue())
         written.append(store.url_of(SCORE_FILES[name]))
     return written
+
+
+def read_scores(dest: str, storage_options: StorageOptions | None = None) -> dict[str, pa.Table]:
+    """The two score tables written under dest, by name; OutputError naming a missing one."""
+    store = Store(dest, storage_options)
+    return {name: read_part(store, rel) for name, rel in SCORE_FILES.items()}
