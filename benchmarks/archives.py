@@ -60,8 +60,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.proctree import convert_command, measure  # noqa: E402
-from mose_shards.conversion import archives, gzcheckpoints, gzlist  # noqa: E402
-from mose_shards.conversion.gzseek import GzipRanges
+from mose_shards.archives import archives, gzcheckpoints, gzlist  # noqa: E402
+from mose_shards.archives.gzseek import GzipRanges
 from mose_shards.core import tarscan  # noqa: E402
 from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate, parse_size
@@ -286,7 +286,7 @@ class _Stop(Exception):
 
 def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
     """Listing throughput with checkpoints against without, and going on from one halfway."""
-    from mose_shards.conversion.parts import find_sums
+    from mose_shards.archives.parts import find_sums
 
     local = Store(str(shipped))
     parts = sorted(shipped.glob("train.tar.gz.*"))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from mose_shards.archives import archives, gzcheckpoints
 from mose_shards.cli import main
-from mose_shards.conversion import archives, gzcheckpoints
 from mose_shards.conversion.config import ConvertConfig
 from mose_shards.conversion.orchestrate import convert
 from mose_shards.core import tarscan
@@ -559,7 +559,7 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
     another process's view (index loaded from OUT), is the tar's bytes."""
     import random
 
-    from mose_shards.conversion.parts import find_sums
+    from mose_shards.archives.parts import find_sums
     from mose_shards.conversion.reader import SourceReader
     from mose_shards.conversion.sources import Blob
     from mose_shards.core.storage import Store
@@ -603,7 +603,7 @@ def test_davis_zip_as_shipped(tmp_path: Path) -> None:
 
 def test_sums_made_one_folder_up_still_check_the_parts(tmp_path: Path) -> None:
     """A SHA256SUMS naming 'MOSEv2/train.tar.gz.aa' (made from the folder above) checks the parts."""
-    from mose_shards.conversion.parts import find_sums
+    from mose_shards.archives.parts import find_sums
     from mose_shards.core.storage import Store
 
     (tmp_path / "train.tar.gz.aa").write_bytes(b"a")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import rapidgzip
 
-from mose_shards.conversion import archives, gzcheckpoints, gzlist
-from mose_shards.conversion.gzindex import WINDOW, Capture, Point, from_bytes, to_bytes
-from mose_shards.conversion.parts import ChecksumError, find_sums
+from mose_shards.archives import archives, gzcheckpoints, gzlist
+from mose_shards.archives.gzindex import WINDOW, Capture, Point, from_bytes, to_bytes
+from mose_shards.archives.parts import ChecksumError, find_sums
 from mose_shards.core.errors import LayoutError
 from mose_shards.core.layout import listing_checkpoint
 from mose_shards.core.storage import Store
@@ -132,7 +132,7 @@ def test_a_rejoining_prefix_continues_the_stream_at_each_seek_point(
     tar from that point, whatever the point's bit position and window."""
     import zlib
 
-    from mose_shards.conversion.gzindex import rejoin_prefix
+    from mose_shards.archives.gzindex import rejoin_prefix
 
     src, _, tar = parts
     data, capture, _ = _read_through(src)

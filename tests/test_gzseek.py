@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from mose_shards.conversion import gzlist, gzseek
-from mose_shards.conversion.gzindex import Table
-from mose_shards.conversion.gzseek import GzipRanges
-from mose_shards.conversion.parts import PartsFile
+from mose_shards.archives import gzlist, gzseek
+from mose_shards.archives.gzindex import Table
+from mose_shards.archives.gzseek import GzipRanges
+from mose_shards.archives.parts import PartsFile
 from mose_shards.core.storage import Store
 from tests.helpers import tar_bytes
 

@@ -51,8 +51,9 @@ def register_query(sub: Any) -> None:
         sub,
         "query",
         help="run SQL (DuckDB) over the tables",
-        description="Run one SQL statement with the views videos, frames, masks and objects (every split; "
-        "each has a split column) over the Parquet tables of OUT, local or any fsspec URL.",
+        description="Run one SQL SELECT over the tables videos, frames, masks and objects (every split; "
+        "each has a split column) of OUT, local or any fsspec URL. The SQL sees those tables only: no "
+        "file, URL, extension or setting (docs/guide/security.md).",
         epilog='examples:\n  mose-shards query out/ "select split, count(*) from masks group by split"\n'
         '  mose-shards query out/ "select * from objects where reappears" --format csv\n'
         '  mose-shards query out/ "select video_id from objects where reappears" --format video-list\n',

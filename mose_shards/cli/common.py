@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -22,11 +23,25 @@ def storage_options(pairs: list[str] | None, flag: str = "--storage-option") -> 
         *parents, leaf = key.split(".")
         for parent in parents:
             target = target.setdefault(parent, {})
-        target[leaf] = _scalar(value)
+        target[leaf] = _scalar(value, f"{flag} {key}")
+    for key in _MAPPINGS:
+        if key in out and not isinstance(out[key], dict):
+            raise ConfigError(f"{flag} {key} must be a JSON object (or dotted keys), got {out[key]!r}")
     return out
 
 
-def _scalar(value: str) -> Any:
+# fsspec/s3fs options that are passed on as keyword mappings: a string there fails deep inside botocore
+_MAPPINGS = ("config_kwargs", "client_kwargs", "s3_additional_kwargs", "listings_expiry_time_kwargs")
+
+
+def _scalar(value: str, where: str = "--storage-option") -> Any:
+    """true/false, an int, a JSON object or list (`config_kwargs={"connect_timeout": 5}`), else text."""
+    if value.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: not a valid JSON object or list ({exc}); or use dotted keys, "
+                              f"e.g. config_kwargs.connect_timeout=5") from None  # fmt: skip
     lowered = value.lower()
     if lowered in ("true", "false"):
         return lowered == "true"

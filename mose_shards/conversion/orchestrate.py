@@ -38,7 +38,7 @@ from ..core.layout import (
     WORK_DIR,
     shard_name,
 )
-from ..core.storage import Store
+from ..core.storage import Store, probe
 from .config import ConvertConfig
 from .executors import Executor, ProcessExecutor, available_cores, make_executor
 from .lease import Lease
@@ -87,6 +87,8 @@ def convert(
     started = time.monotonic()
     notify = progress or (lambda *_: None)
     store = Store(config.output, config.output_storage)
+    probe(config.source, config.source_storage)  # an unreachable store: one line in seconds
+    probe(config.output, config.output_storage)
     if config.executor == "ray":
         from .ray_executor import refuse_local_paths
 
@@ -365,6 +367,7 @@ def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
         output=config.output,
         void_label=config.void_label,
         on_error=config.on_error,
+        max_pixels=config.max_pixels,
         source_options=config.source_storage,
         output_options=config.output_storage,
     )

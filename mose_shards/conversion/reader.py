@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..archives import zipsource
+from ..archives.archives import is_shared, open_members, shared_members
 from ..core.errors import DataError
 from ..core.storage import StorageOptions, is_local, url_to_fs
-from . import zipsource
-from .archives import is_shared, open_members, shared_members
 
 if TYPE_CHECKING:
     from .sources import Blob

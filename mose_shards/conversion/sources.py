@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..archives.archives import Archive, archive_at, group_parts, load_or_scan, missing_listed
+from ..archives.parts import find_sums
 from ..core.errors import LayoutError
 from ..core.storage import StorageOptions, url_to_fs
-from .archives import Archive, archive_at, group_parts, load_or_scan, missing_listed
 from .entries import Entry, Root, archive_entries, dir_entries
-from .parts import find_sums
 from .reader import SourceReader
 from .videos import Blob, Frame, Gathered, SourceVideo, pair
 

@@ -32,8 +32,11 @@ def read_part(store: Store, rel: str, columns: Sequence[str] | None = None) -> p
         # Arrow's global thread pool even with use_threads=False; a worker of that pool still alive
         # when the interpreter exits is a joinable std::thread destroyed at exit: std::terminate,
         # "terminate called without an active exception", SIGABRT after the command had finished.
+        # (read_table also imports pyarrow.dataset and pandas: 0.3-0.5 s of every reader's start-up.)
         with pq.ParquetFile(pa.BufferReader(data), pre_buffer=False) as part:
-            table: pa.Table = part.read(columns=list(columns) if columns is not None else None, use_threads=False)
+            table: pa.Table = part.read(
+                columns=list(columns) if columns is not None else None, use_threads=False
+            )
         return table
     except (pa.ArrowException, OSError) as exc:
         raise OutputError(f"{store.url_of(rel)}: not a readable Parquet file ({exc})") from None

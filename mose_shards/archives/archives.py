@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import tarscan
+from ..core.cores import available_cores
 from ..core.errors import LayoutError
 from ..core.layout import SOURCES_DIR as CACHE_DIR
 from ..core.storage import version_of
-from .executors import available_cores
 from .gzcheckpoints import discard as discard_checkpoint
 from .gzcheckpoints import test_hooks
 from .gzlist import scan_gzip

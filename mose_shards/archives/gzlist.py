@@ -23,8 +23,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..core import tarscan
+from ..core.cores import available_cores
 from ..core.errors import LayoutError, MissingDependencyError
-from .executors import available_cores
 from .gzcheckpoints import Checkpoints, Resume
 from .gzindex import Capture, Point, from_bytes, rejoin_prefix, to_bytes
 from .listfile import Listing, Members
