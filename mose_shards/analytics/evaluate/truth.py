@@ -45,7 +45,12 @@ class GroundTruth:
         self._videos = _videos(url, split, self.storage_options)
 
     def __getstate__(self) -> dict[str, object]:
-        return {"url": self.url, "split": self.split, "storage_options": self.storage_options, "v": self._videos}
+        return {
+            "url": self.url,
+            "split": self.split,
+            "storage_options": self.storage_options,
+            "v": self._videos,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.url, self.split = str(state["url"]), str(state["split"])
