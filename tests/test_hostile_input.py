@@ -290,19 +290,29 @@ def test_output_option_takes_json_objects(tmp_path: Path, capsys: pytest.Capture
         assert err.count("\n") == 1 and "--output-option config_kwargs" in err
 
 
-def test_unreachable_s3_endpoint_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["convert", "query"])
+def test_unreachable_s3_endpoint_is_one_line(tmp_path: Path, command: str) -> None:
     """An S3 endpoint nobody listens on: one line naming the URL and the endpoint, exit 1, quickly
     (the probe's client does not retry for 8-12 s; no wall-time assertion, the timeout only guards)."""
     endpoint = "http://127.0.0.1:9"
     options = [f"endpoint_url={endpoint}", "key=a", "secret=b"]
-    args = ["convert", "s3://bucket/train.tar", str(tmp_path / "out"), "-q"]
+    url = "s3://bucket/train.tar" if command == "convert" else "s3://bucket/out"
+    args = (
+        ["convert", url, str(tmp_path / "out"), "-q"] if command == "convert" else ["query", url, "SELECT 1"]
+    )
     args += [arg for option in options for arg in ("--storage-option", option)]
     done = subprocess.run(
         [sys.executable, "-m", "mose_shards.cli", *args], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
-    assert (
-        len(lines) == 1
-        and "s3://bucket/train.tar: cannot reach the object store at http://127.0.0.1:9" in lines[0]
-    )
+    assert len(lines) == 1 and f"{url}: cannot reach the object store at http://127.0.0.1:9" in lines[0]
+
+
+def test_plan_json_holds_no_url(tree: Path, tmp_path: Path) -> None:
+    """plan.json keeps a fingerprint and the byte options: the source's URL (and any credential in it)
+    is not written there."""
+    out = tmp_path / "out"
+    assert main(["convert", str(tree), str(out), "--workers", "1", "-q"]) == 0
+    plan = (out / ".mose-shards" / "plan.json").read_text()
+    assert str(tree) not in plan and set(json.loads(plan)) == {"fingerprint", "options"}

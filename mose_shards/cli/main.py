@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.errors import ConfigError, MoseShardsError, ProblemsError
+from ..core.storage import probe
 from ..core.urls import RedactingFilter, redact
 from ..core.version import __version__
 from . import analytics, convert, evaluate, tools
-from .common import EXIT_ERROR, EXIT_USAGE
+from .common import EXIT_ERROR, EXIT_USAGE, storage_options
 
 EPILOG = """\
 examples:
@@ -41,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # no URL password reaches a log line
         handler.addFilter(RedactingFilter())
     try:
+        if args.command != "convert":  # convert probes its two ends itself, with their own options
+            probe_output(args)
         code: int = args.func(args)
         return code
     except ProblemsError as exc:
@@ -80,6 +83,13 @@ _IO_MODULES = (
     "requests",
     "urllib3",
 )
+
+
+def probe_output(args: argparse.Namespace) -> None:
+    """An OUT on an object store that cannot be reached: one line in seconds (core.storage.probe)."""
+    output = getattr(args, "output", None)
+    if isinstance(output, str) and "://" in output:
+        probe(output, storage_options(getattr(args, "storage_option", None)))
 
 
 def _is_io_error(exc: BaseException) -> bool:

@@ -247,11 +247,7 @@ def probe(url: str | os.PathLike[str], storage_options: StorageOptions | None = 
         fs.retries = 1  # s3fs's own retry loop on top of botocore's
         fs.exists(path)
     except Exception as exc:
-        if type(exc).__name__ not in (
-            "EndpointConnectionError",
-            "ConnectTimeoutError",
-            "ConnectionClosedError",
-        ):
+        if type(exc).__name__ not in ("EndpointConnectionError", "ConnectTimeoutError"):
             return
         endpoint = options.get("endpoint_url") or dict(options.get("client_kwargs") or {}).get("endpoint_url")
         shown = f" at {endpoint}" if endpoint else ""

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ...core.errors import DataError
+from ...core.images import header_size
+from ...core.maskpng import check_rows
 from ...core.storage import StorageOptions, url_to_fs
 
 MAX_MEMBER = 256 << 20  # no mask PNG is this large; a member declaring more is refused unread
@@ -142,6 +144,11 @@ def decode_prediction(data: bytes, size: tuple[int, int], where: str) -> np.ndar
     """A palette or grayscale PNG of `size` as its id map; DataError naming `where` otherwise."""
     if not data.startswith(PNG_MAGIC):
         raise DataError(where, "not a PNG")
+    declared = header_size(data)  # before Pillow decodes anything: a 60000x60000 file is no bomb here
+    if declared is not None and (declared[1], declared[0]) != size:
+        raise DataError(
+            where, f"prediction is {declared[0]}x{declared[1]}, the ground truth {size[1]}x{size[0]}"
+        )
     try:
         with Image.open(io.BytesIO(data)) as img:
             if (img.height, img.width) != size:
@@ -150,6 +157,7 @@ def decode_prediction(data: bytes, size: tuple[int, int], where: str) -> np.ndar
                 )
             if img.mode not in ("P", "L"):
                 raise DataError(where, f"a {img.mode} PNG; expected palette (P) or grayscale (L) ids")
+            check_rows(data)  # Pillow would fill missing rows with background
             return np.asarray(img)
     except DataError:
         raise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,8 +13,14 @@ from ...core.storage import StorageOptions, Store
 from ...core.tables import read_part
 from .metrics import DAVIS_2017
 
-if TYPE_CHECKING:
-    from .runner import EvaluationResult
+
+class Scored(Protocol):
+    """What write_scores writes (runner.EvaluationResult; a protocol so this module needs no runner:
+    runner imports it, and a cycle is refused by .ci/check_modules.py)."""
+
+    frames: pa.Table
+    objects: pa.Table
+
 
 SCORE_FILES = {"scores_frames": "scores_frames.parquet", "scores_objects": "scores_objects.parquet"}
 
@@ -34,7 +40,7 @@ def objects_table(metric: str, split: str, objects: list[dict[str, Any]]) -> pa.
     schema = table_schema("scores_objects")
     rows = []
     for o in objects:
-        row: dict[str, Any] = {n: None for n in schema.names}
+        row = {n: None for n in schema.names}
         row.update(split=split, metric=metric, video=o["video"], object=o["object"], frames=o["frames"])
         row.update(J=o["J"], F=o["F"], JF=(o["J"] + o["F"]) / 2)
         if metric == DAVIS_2017:
@@ -48,9 +54,7 @@ def objects_table(metric: str, split: str, objects: list[dict[str, Any]]) -> pa.
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_scores(
-    result: EvaluationResult, dest: str, storage_options: StorageOptions | None = None
-) -> list[str]:
+def write_scores(result: Scored, dest: str, storage_options: StorageOptions | None = None) -> list[str]:
     """Both tables under dest (a folder, local or any fsspec URL), each written whole then renamed."""
     store = Store(dest, storage_options)
     written = []
