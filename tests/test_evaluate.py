@@ -165,7 +165,7 @@ def test_evaluator_equals_cli(converted: Path, preds: Path, tmp_path: Path) -> N
     import mose_shards
 
     out = tmp_path / "a.json"
-    assert _run(str(converted), str(preds), "--split", "train", "--json", str(out), "--workers", "2") == 0
+    assert _run(str(converted), str(preds), "--split", "train", "--json", str(out)) == 0
     ev = mose_shards.Evaluator(str(converted), split="train", metric="mose-v2")
     for video in sorted(p.name for p in (preds / "Annotations").iterdir()):
         for i, png in enumerate(sorted((preds / "Annotations" / video).glob("*.png"))):
@@ -329,3 +329,13 @@ def test_s3_predictions_and_output(
         out = tmp_path / "s3.json"
         assert _run(s3_converted, pred, "--split", "train", "--json", str(out), *option) == 0
         assert json.loads(out.read_text()) == json.loads(local.read_text())
+
+
+@pytest.mark.slow
+def test_workers_agree(converted: Path, preds: Path) -> None:
+    """Videos scored in two processes give the numbers of one."""
+    import mose_shards
+
+    one = mose_shards.evaluate(str(converted), str(preds), split="train")
+    two = mose_shards.evaluate(str(converted), str(preds), split="train", workers=2)
+    assert one.to_json() == two.to_json() and one.frames.equals(two.frames)

@@ -40,7 +40,7 @@ def objects_table(metric: str, split: str, objects: list[dict[str, Any]]) -> pa.
     schema = table_schema("scores_objects")
     rows = []
     for o in objects:
-        row = {n: None for n in schema.names}
+        row: dict[str, Any] = {n: None for n in schema.names}
         row.update(split=split, metric=metric, video=o["video"], object=o["object"], frames=o["frames"])
         row.update(J=o["J"], F=o["F"], JF=(o["J"] + o["F"]) / 2)
         if metric == DAVIS_2017:
