@@ -167,3 +167,152 @@ def test_pixel_bomb_memory_stays_small(tree: Path, tmp_path: Path) -> None:
     assert code == 1 and str(mask) in err and "declares 60000x60000" in err and "Traceback" not in err
     assert peak < 1_000_000_000
     _assert_nothing_committed(out)
+
+
+# --- names ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["back\\slash", "new\nline", "tab\there", " padded", "padded ", "bell\x07", "line\u2028sep"]
+)
+def test_names_that_cannot_round_trip_are_refused(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A video folder whose name export, the loader or a video list cannot carry is refused at convert
+    time in one line naming it; under --on-error skip it is left out and the rest converts."""
+    first = _videos(tree)[0]
+    for folder in ("JPEGImages", "Annotations"):
+        (tree / "train" / folder / first).rename(tree / "train" / folder / name)
+    out = tmp_path / "out"
+    code = main(["convert", str(tree), str(out), "--workers", "1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("mose-shards: error: ")]
+    assert len(errors) == 1 and f"video name {name!r}" in errors[0]
+    _assert_nothing_committed(out)
+    skipped = tmp_path / "skipped"
+    assert main(["convert", str(tree), str(skipped), "--workers", "1", "-q", "--on-error", "skip"]) == 0
+    capsys.readouterr()
+    split = json.loads((skipped / "manifest.json").read_text())["splits"]["train"]
+    assert [e["video_id"] for e in split["skipped"]] == [name] and split["videos"] == SPEC.videos - 1
+
+
+def test_video_list_refuses_a_name_it_cannot_write() -> None:
+    """`--format video-list` writes one id a line: an id with a newline is refused, not split in two."""
+    import pyarrow as pa
+
+    from mose_shards.analytics.query import video_list
+    from mose_shards.core.errors import ConfigError
+
+    assert video_list(pa.table({"video_id": ["a", "b", "a"]})) == ["a", "b"]
+    with pytest.raises(ConfigError, match=r"video name 'two\\nlines' holds a control"):
+        video_list(pa.table({"video_id": ["a", "two\nlines"]}))
+
+
+# --- URLs and credentials ----------------------------------------------------------------------------
+
+SECRET_URL = "http://alice:PASSWORD@127.0.0.1:9/train.tar"
+
+
+def test_redact_masks_userinfo() -> None:
+    """The password (or a lone user part, often a token) of every URL in a text becomes ***."""
+    from mose_shards.core.urls import redact
+
+    assert redact(f"{SECRET_URL}: not found") == "http://alice:***@127.0.0.1:9/train.tar: not found"
+    assert redact("a https://ghp_token@host/x and s3://bucket/k") == "a https://***@host/x and s3://bucket/k"
+    assert redact("mail alice@example.com") == "mail alice@example.com"
+
+
+def test_no_credential_in_errors_manifest_or_card() -> None:
+    """Errors, ProblemsError lines, the manifest's source and skipped reasons and the card mask it."""
+    from mose_shards.conversion.card import card_text
+    from mose_shards.core import manifest
+    from mose_shards.core.errors import DataError, OutputError, ProblemsError
+
+    for exc in (
+        DataError(f"{SECRET_URL}/JPEGImages/v/0.jpg", "truncated"),
+        OutputError(f"{SECRET_URL}: gone"),
+    ):
+        assert "PASSWORD" not in str(exc) and "alice:***@" in str(exc)
+    assert all("PASSWORD" not in p for p in ProblemsError([f"{SECRET_URL}: bad"]).problems)
+    doc = manifest.build(
+        source=SECRET_URL,
+        options={"void_label": 255, "shard_size": 1, "layout": [], "splits": None, "pipeline": None},
+        results=[],
+        skipped={"train": [{"video_id": "v", "reason": f"{SECRET_URL}/v: broken"}]},
+        split_names=["train"],
+    )
+    assert "PASSWORD" not in json.dumps(doc) and doc["source"] == "http://alice:***@127.0.0.1:9/train.tar"
+    assert "PASSWORD" not in card_text({**doc, "source": SECRET_URL})
+
+
+def test_cli_never_shows_the_password(tmp_path: Path) -> None:
+    """An unreachable URL with credentials: one line, masked, also in -v log lines, exit 1, within seconds."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mose_shards.cli", "convert", SECRET_URL, str(tmp_path / "out"), "-q", "-v"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "PASSWORD" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("mose-shards: error: ")]
+    assert len(errors) == 1 and "alice:***@127.0.0.1:9" in errors[0]
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_logging_filter_masks_arguments() -> None:
+    """The CLI's log filter masks a URL passed as a %-argument, after formatting."""
+    import logging
+
+    from mose_shards.core.urls import RedactingFilter
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "reading %s", (SECRET_URL,), None)
+    assert (
+        RedactingFilter().filter(record)
+        and record.getMessage() == "reading http://alice:***@127.0.0.1:9/train.tar"
+    )
+
+
+# --- storage options and unreachable stores ------------------------------------------------------------
+
+
+def test_output_option_takes_json_objects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`config_kwargs={...}` is parsed as JSON; broken JSON or a non-object is one line, exit 2."""
+    from mose_shards.cli.common import storage_options
+
+    assert storage_options(['config_kwargs={"connect_timeout": 5}']) == {
+        "config_kwargs": {"connect_timeout": 5}
+    }
+    for value in ("config_kwargs={oops", "config_kwargs=5"):
+        assert main(["convert", str(tmp_path), "s3://b/out", "-q", "--output-option", value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--output-option config_kwargs" in err
+
+
+@pytest.mark.parametrize("command", ["convert", "query"])
+def test_unreachable_s3_endpoint_is_one_line(tmp_path: Path, command: str) -> None:
+    """An S3 endpoint nobody listens on: one line naming the URL and the endpoint, exit 1, quickly
+    (the probe's client does not retry for 8-12 s; no wall-time assertion, the timeout only guards)."""
+    endpoint = "http://127.0.0.1:9"
+    options = [f"endpoint_url={endpoint}", "key=a", "secret=b"]
+    url = "s3://bucket/train.tar" if command == "convert" else "s3://bucket/out"
+    args = (
+        ["convert", url, str(tmp_path / "out"), "-q"] if command == "convert" else ["query", url, "SELECT 1"]
+    )
+    args += [arg for option in options for arg in ("--storage-option", option)]
+    done = subprocess.run(
+        [sys.executable, "-m", "mose_shards.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{url}: cannot reach the object store at http://127.0.0.1:9" in lines[0]
+
+
+def test_plan_json_holds_no_url(tree: Path, tmp_path: Path) -> None:
+    """plan.json keeps a fingerprint and the byte options: the source's URL (and any credential in it)
+    is not written there."""
+    out = tmp_path / "out"
+    assert main(["convert", str(tree), str(out), "--workers", "1", "-q"]) == 0
+    plan = (out / ".mose-shards" / "plan.json").read_text()
+    assert str(tree) not in plan and set(json.loads(plan)) == {"fingerprint", "options"}

@@ -240,7 +240,10 @@ def test_cli_bad_sql(converted: Path, capsys: pytest.CaptureFixture[str]) -> Non
     """SQL DuckDB rejects is a one-line error, not a traceback."""
     assert main(["query", str(converted), "SELECT nope FROM masks"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mose-shards: error: query 'SELECT nope FROM masks' failed:") and len(err.strip().splitlines()) == 1
+    assert (
+        err.startswith("mose-shards: error: query 'SELECT nope FROM masks' failed:")
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_cli_not_an_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

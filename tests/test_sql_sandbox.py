@@ -184,3 +184,16 @@ def test_s3_query_and_where_with_external_access_off(
     assert where_subset(source) == where_subset(local)
     with pytest.raises(ConfigError, match="is not one SQL expression"):
         where_subset(Source(s3_converted, where="true); SELECT (1", storage_options=options))
+
+
+def test_clip_dataset_with_the_issues_where_writes_nothing(converted: Path, tmp_path: Path) -> None:
+    """Building a dataset from a training config's hostile `where` fails in one line; no file appears."""
+    from mose_shards.loader import ClipDataset
+
+    target = tmp_path / "x.csv"
+    where = f"true); COPY (SELECT 1) TO '{target}'; SELECT video_id FROM videos WHERE (true"
+    with pytest.raises(ConfigError) as info:
+        ClipDataset(Source(str(converted), where=where), clip_length=3)
+    assert "\n" not in str(info.value) and "is not one SQL expression" in str(info.value)
+    assert not target.exists()
+    assert len(ClipDataset(Source(str(converted), where="num_frames > 0"), clip_length=3).items(0)) > 0

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..core.errors import ConfigError
+from ..core.layout import name_problem
 from ..core.sql import check_select, connect, named_tables, run
 from ..core.storage import StorageOptions
 
@@ -22,11 +23,19 @@ __all__ = ["FORMATS", "connect", "format_result", "query"]
 FORMATS = ("table", "csv", "json", "video-list")
 
 
-def query(url: str, sql: str, storage_options: StorageOptions | None = None) -> pa.Table:
+def query(
+    url: str, sql: str, storage_options: StorageOptions | None = None, scores: str | None = None
+) -> pa.Table:
     """Run one SELECT against the output's tables; ConfigError naming the SQL for anything else, and
-    for SQL DuckDB rejects. The SQL is checked before any table is read."""
+    for SQL DuckDB rejects. The SQL is checked before any table is read. With `scores` (the DEST of
+    `evaluate --scores`), `scores_frames` and `scores_objects` can be joined too."""
     check_select(sql)
-    con = connect(url, storage_options, tables=named_tables(sql))
+    extra = None
+    if scores is not None:
+        from .evaluate.tables import read_scores
+
+        extra = read_scores(scores, storage_options)
+    con = connect(url, storage_options, tables=named_tables(sql), extra=extra)
     try:
         return run(con, sql)
     finally:
@@ -56,7 +65,11 @@ def video_list(table: pa.Table) -> list[str]:
     if "video_id" not in table.column_names:
         have = ", ".join(table.column_names) or "none"
         raise ConfigError(f"--format video-list needs a video_id column; the result has: {have}")
-    return list(dict.fromkeys(str(v) for v in table.column("video_id").to_pylist() if v is not None))
+    ids = list(dict.fromkeys(str(v) for v in table.column("video_id").to_pylist() if v is not None))
+    for video_id in ids:  # one id a line: an id that is not one clean line cannot be listed
+        if (unfit := name_problem(video_id)) is not None:
+            raise ConfigError(f"--format video-list: {unfit}")
+    return ids
 
 
 def _plain(value: Any) -> Any:

@@ -10,6 +10,7 @@ from .errors import ConfigError, OutputError
 from .layout import MANIFEST
 from .schema import TABLES, schema_versions
 from .storage import StorageOptions, Store
+from .urls import redact
 from .version import __version__
 
 FORMAT = "mose-shards"
@@ -44,12 +45,13 @@ def build(
             entry["tables"][table].append(result.tables[table])
         entry["skipped"] += result.skipped
     for entry in splits.values():
-        entry["skipped"].sort(key=lambda s: s["video_id"])
+        entry["skipped"] = sorted(({**s, "reason": redact(s["reason"])} for s in entry["skipped"]),
+                                  key=lambda s: s["video_id"])  # fmt: skip
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
-        "source": source,
+        "source": redact(source),
         "options": options,
         "schemas": schema_versions(),
         "splits": splits,

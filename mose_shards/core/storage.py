@@ -220,3 +220,35 @@ def replace_durably(target: str, data: bytes, tmp: str) -> None:
 def _local_tmp(target: str) -> str:
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     return f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+# The probe's client: a refused or silent endpoint fails in seconds, not after botocore's default
+# five attempts with backoff (8-12 s); the real work keeps the caller's own retry settings.
+PROBE_CONFIG = {
+    "connect_timeout": 3,
+    "read_timeout": 10,
+    "retries": {"total_max_attempts": 2, "mode": "standard"},
+}
+
+
+def probe(url: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> None:
+    """OutputError naming the URL (credentials masked) when its object store cannot be reached at all.
+
+    One request through a separate, impatient client. Only an unreachable endpoint is reported here;
+    anything else (a missing key, a refused credential) is left to the reader, which says it better.
+    """
+    text = os.fspath(url)
+    if not text.startswith(("s3://", "s3a://")):
+        return
+    options = dict(storage_options or {})
+    options["config_kwargs"] = {**dict(options.get("config_kwargs") or {}), **PROBE_CONFIG}
+    try:
+        fs, path = fsspec.core.url_to_fs(text, skip_instance_cache=True, **options)
+        fs.retries = 1  # s3fs's own retry loop on top of botocore's
+        fs.exists(path)
+    except Exception as exc:
+        if type(exc).__name__ not in ("EndpointConnectionError", "ConnectTimeoutError"):
+            return
+        endpoint = options.get("endpoint_url") or dict(options.get("client_kwargs") or {}).get("endpoint_url")
+        shown = f" at {endpoint}" if endpoint else ""
+        raise OutputError(f"{text}: cannot reach the object store{shown} ({exc})") from None
