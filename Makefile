@@ -31,6 +31,7 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python .ci/check_modules.py  # no import cycles, no module over 400 lines
 
 typecheck: install-test
 	$(BIN)/mypy

@@ -166,18 +166,30 @@ Results = dict[tuple[str, str], list[dict[str, Any]]]
 
 
 def report(args: argparse.Namespace, cases: list[str], results: Results) -> None:
+    """Per case: medians of the rates, and of each round's S3/local ratio (the two epochs of a round
+    ran one after the other, so a busy spell of a shared machine hits both), over the whole epoch
+    and after the first clip."""
     print(f"{args.videos} videos x {args.frames} frames at {args.size}, {args.per_video} clips of "
           f"{NUM_FRAMES} frames per video; S3 = SeaweedFS + {args.delay * 1000:.0f} ms/request; "
           f"medians of {args.rounds} rounds")  # fmt: skip
-    print("| case | local clips/s | S3 clips/s | S3 / local | requests / clip | first clip local / S3 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| case | local clips/s | S3 clips/s | S3 / local (per round) | after the first clip | "
+          "requests / clip | first clip local / S3 |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for case in cases:
         local, s3 = results[(case, "local")], results[(case, "s3")]
         rate_l, rate_s = (statistics.median(r["clips"] / r["seconds"] for r in v) for v in (local, s3))
+        whole = [a["seconds"] / b["seconds"] for a, b in zip(local, s3, strict=True)]
+        steady = [_after_first(a) / _after_first(b) for a, b in zip(local, s3, strict=True)]
         per_clip = statistics.median(r["requests"] / r["clips"] for r in s3)
         first_l, first_s = (statistics.median(r["first"] for r in v) for v in (local, s3))
-        print(f"| {case} | {rate_l:.1f} | {rate_s:.1f} | {rate_s / rate_l:.2f}x | {per_clip:.2f} | "
+        ratios = f"{statistics.median(whole):.2f}x | {statistics.median(steady):.2f}x"
+        print(f"| {case} | {rate_l:.1f} | {rate_s:.1f} | {ratios} | {per_clip:.2f} | "
               f"{first_l:.2f} s / {first_s:.2f} s |")  # fmt: skip
+
+
+def _after_first(result: dict[str, Any]) -> float:
+    """Seconds per clip after the first one."""
+    return (result["seconds"] - result["first"]) / max(1, result["clips"] - 1)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,12 @@ def test_stats_output_shown_is_the_demos(demo_dir: Path) -> None:
     done = subprocess.run([str(cli), "stats", "demo/out"], cwd=demo_dir, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout == shown
+
+
+def test_file_paths_named_in_the_docs_exist() -> None:
+    """Every `folder/file.py` the README and the docs name is a file of the package or the repository
+    (modules move; the prose must follow)."""
+    named = set(re.findall(r"`([a-z_]+/[\w/]+\.py)`", text()))
+    assert named, "no file path found"
+    missing = sorted(p for p in named if not (ROOT / "mose_shards" / p).exists() and not (ROOT / p).exists())
+    assert missing == [], missing

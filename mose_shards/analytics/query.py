@@ -23,11 +23,19 @@ __all__ = ["FORMATS", "connect", "format_result", "query"]
 FORMATS = ("table", "csv", "json", "video-list")
 
 
-def query(url: str, sql: str, storage_options: StorageOptions | None = None) -> pa.Table:
+def query(
+    url: str, sql: str, storage_options: StorageOptions | None = None, scores: str | None = None
+) -> pa.Table:
     """Run one SELECT against the output's tables; ConfigError naming the SQL for anything else, and
-    for SQL DuckDB rejects. The SQL is checked before any table is read."""
+    for SQL DuckDB rejects. The SQL is checked before any table is read. With `scores` (the DEST of
+    `evaluate --scores`), `scores_frames` and `scores_objects` can be joined too."""
     check_select(sql)
-    con = connect(url, storage_options, tables=named_tables(sql))
+    extra = None
+    if scores is not None:
+        from .evaluate.tables import read_scores
+
+        extra = read_scores(scores, storage_options)
+    con = connect(url, storage_options, tables=named_tables(sql), extra=extra)
     try:
         return run(con, sql)
     finally:

@@ -65,13 +65,18 @@ def register_query(sub: Any) -> None:
         default="table",
         help="output format; video-list: the distinct video_id values, one per line (for Source(videos=))",
     )
+    p.add_argument(
+        "--scores",
+        metavar="DEST",
+        help="also the tables scores_frames and scores_objects written by `evaluate --scores DEST`",
+    )
     p.set_defaults(func=cmd_query)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from ..analytics.query import format_result, query
 
-    table = query(args.output, args.sql, storage_options(args.storage_option))
+    table = query(args.output, args.sql, storage_options(args.storage_option), scores=args.scores)
     text = format_result(table, args.format)
     if text:  # an empty video list prints nothing, not an empty line
         print(text)

@@ -71,6 +71,46 @@ def add_end_option(parser: argparse.ArgumentParser, flag: str, end: str) -> None
     )
 
 
+def add_workers_option(parser: argparse.ArgumentParser, what: str, *, all_cores: bool) -> None:
+    """The --workers of every command: a whole number from 1 (0 and below are refused, with what
+    omitting it means); all cores, or one, when omitted."""
+    default = "all cores" if all_cores else "one at a time"
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {value}; omit --workers for {default}")
+        return value
+
+    count.__name__ = "worker count"  # argparse names the type in its messages
+    parser.add_argument(
+        "--workers",
+        type=count,
+        default=None,
+        metavar="N",
+        help=f"{what}, in local processes, at most the cores available (default: {default})",
+    )
+
+
+def local_workers(requested: int | None) -> int:
+    """--workers for a pool of local processes: every core when omitted, and never more than the
+    cores available (more only queue behind each other: 64 on 2 cores ran 5x slower than 1)."""
+    from ..conversion.executors import available_cores
+
+    cores = available_cores()
+    if requested is None:
+        return cores
+    if requested > cores:
+        print(
+            f"mose-shards: warning: --workers {requested}: using the {cores} cores available", file=sys.stderr
+        )
+        return cores
+    return requested
+
+
 def output_command(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     """A subcommand that reads an output: OUT (a folder, any URL, or its manifest) and --storage-option."""
     if "epilog" in kwargs:  # examples keep their lines; then so does the description

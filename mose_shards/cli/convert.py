@@ -9,7 +9,15 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.urls import redact
-from .common import EXIT_OK, ProgressBar, add_end_option, add_storage_option, storage_options
+from .common import (
+    EXIT_OK,
+    ProgressBar,
+    add_end_option,
+    add_storage_option,
+    add_workers_option,
+    local_workers,
+    storage_options,
+)
 
 
 def register_convert(sub: Any) -> None:
@@ -39,10 +47,10 @@ def register_convert(sub: Any) -> None:
     p.add_argument(
         "--split", action="append", dest="splits", metavar="NAME", help="only this split (repeatable)"
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        help="parallel shard tasks (default: all cores; with --ray-address the cluster's CPUs)",
+    add_workers_option(
+        p,
+        "parallel shard tasks (with --executor ray: not capped, default the cluster's CPUs)",
+        all_cores=True,
     )
     p.add_argument("--executor", choices=("local", "ray"), help="where tasks run (default local processes)")
     p.add_argument(
@@ -78,7 +86,6 @@ def register_convert(sub: Any) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from ..conversion.config import from_pipeline, parse_void_label
-    from ..conversion.executors import available_cores
     from ..conversion.orchestrate import convert
     from ..core.sizes import parse_size
 
@@ -86,7 +93,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "shard_size": parse_size(args.shard_size) if args.shard_size else None,
         "splits": tuple(args.splits) if args.splits else None,
         # With a cluster address, every CPU of the cluster (the executor counts them once connected).
-        "workers": args.workers or (None if args.ray_address else available_cores()),
+        "workers": _convert_workers(args),
         "executor": args.executor or ("ray" if args.ray_address else None),
         "ray_address": args.ray_address,
         "on_error": args.on_error,
@@ -117,6 +124,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
             for entry in split["skipped"]:
                 print(f"  skipped {entry['video_id']}: {entry['reason']}", file=sys.stderr)
     return EXIT_OK
+
+
+def _convert_workers(args: argparse.Namespace) -> int | None:
+    """Local processes: at most the cores available. On Ray (asked for, or by a cluster address):
+    as given, or None for every CPU of the cluster (the executor counts them once connected)."""
+    if args.executor == "ray" or args.ray_address:
+        return int(args.workers) if args.workers is not None else None
+    return local_workers(args.workers)
 
 
 def parse_pixels(text: str) -> int:

@@ -16,7 +16,7 @@ from ..core.errors import ConfigError, MoseShardsError, ProblemsError
 from ..core.storage import probe
 from ..core.urls import RedactingFilter, redact
 from ..core.version import __version__
-from . import analytics, convert, tools
+from . import analytics, convert, evaluate, tools
 from .common import EXIT_ERROR, EXIT_USAGE, storage_options
 
 EPILOG = """\
@@ -28,6 +28,7 @@ examples:
   mose-shards verify s3://bucket/mose                recompute hashes, check tables against shards
   mose-shards stats out/ --json                      disappearance, reappearance, mBOR, sizes
   mose-shards query out/ "select * from objects where reappears limit 5"
+  mose-shards evaluate out/ preds/ --split valid      score predictions (MOSEv2 / DAVIS-2017 metrics)
 """
 
 
@@ -118,4 +119,5 @@ COMMANDS: list[Callable[[Any], None]] = [
     analytics.register_query,
     tools.register_verify,
     tools.register_export,
+    evaluate.register_evaluate,
 ]

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..archives.archives import Archive
-from ..archives.listfile import KIND_CODES, Listing
+from ..archives import KIND_CODES, Archive, Listing
 from ..core import tarscan
 from ..core.errors import LayoutError
 from ..core.storage import is_local, version_of

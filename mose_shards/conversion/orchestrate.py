@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import manifest as manifest_mod
-from ..core.errors import ConfigError, LayoutError, OutputError, ProblemsError
+from ..core.errors import ConfigError, LayoutError, MoseShardsError, OutputError, ProblemsError
 from ..core.layout import (
     DONE_DIR,
     LEASE_FILE,
@@ -94,9 +94,14 @@ def convert(
 
         refuse_local_paths(config.ray_address, _local_paths(config))  # before anything is read or written
     _refuse_foreign(store, config.overwrite)  # before anything is written into OUT, the lease included
+    existed = store.exists(""), store.exists(WORK_DIR)
     with Lease(store) as lease, _early_workers(config, executor) as early:  # one writer per output
         executor = executor or early
-        splits, skipped, plans, digest = _plan(config, store, notify)
+        try:
+            splits, skipped, plans, digest = _plan(config, store, notify)
+        except MoseShardsError:
+            _undo_new(store, *existed)
+            raise
         notify("plan", sum(len(p.videos) for p in plans), len(plans))
         if _prepare(store, config, digest):
             existing = manifest_mod.read(store.url, config.output_storage)[1]
@@ -138,6 +143,17 @@ def _early_workers(config: ConvertConfig, executor: Executor | None) -> Iterator
         yield early
     finally:
         early.close()
+
+
+def _undo_new(store: Store, out_existed: bool, work_existed: bool) -> None:
+    """A source that cannot be opened or listed (a mistyped SRC, a file that is no archive) leaves
+    nothing behind: the work folder this run made (lease, listing caches) goes, and OUT with it when
+    the run made OUT. An output that was there before keeps what it had."""
+    if work_existed:
+        return
+    store.delete(WORK_DIR, recursive=True)
+    if not out_existed and not store.listdir(""):
+        store.delete("", recursive=True)
 
 
 def _plan(

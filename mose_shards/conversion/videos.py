@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..core.layout import name_problem
 
 if TYPE_CHECKING:
-    from ..archives.archives import Archive
+    from ..archives import Archive
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg")
 MASK_EXTENSIONS = (".png",)

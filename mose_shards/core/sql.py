@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -91,16 +91,18 @@ def check_where(where: str) -> str:
 
 def connect(
     url: str, storage_options: StorageOptions | None = None, *, splits: Iterable[str] | None = None,
-    tables: Iterable[str] = TABLES,
+    tables: Iterable[str] = TABLES, extra: Mapping[str, pa.Table] | None = None,
 ) -> Any:  # fmt: skip
-    """A locked-down in-memory DuckDB connection with the output's tables (all splits by default)."""
+    """A locked-down in-memory DuckDB connection with the output's tables (all splits by default),
+    and `extra` tables registered by name beside them (the scores of `evaluate --scores`)."""
     store, doc = manifest_mod.read(url, storage_options)
-    return connect_output(store, doc, splits, tables)
+    return connect_output(store, doc, splits, tables, extra)
 
 
 def connect_output(
-    store: Store, doc: dict[str, Any], splits: Iterable[str] | None = None, tables: Iterable[str] = TABLES
-) -> Any:
+    store: Store, doc: dict[str, Any], splits: Iterable[str] | None = None, tables: Iterable[str] = TABLES,
+    extra: Mapping[str, pa.Table] | None = None,
+) -> Any:  # fmt: skip
     """Like `connect`, for an output whose manifest is already read."""
     duckdb = duckdb_module()
     wanted = manifest_mod.select_splits(store, doc, splits)
@@ -109,6 +111,8 @@ def connect_output(
         for table in tables:
             parts = [read_table(store, doc, split, table) for split in wanted]
             con.register(table, pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        for name, extra_table in (extra or {}).items():
+            con.register(name, extra_table)
         for statement in LOCKDOWN:
             con.execute(statement)
     except BaseException:

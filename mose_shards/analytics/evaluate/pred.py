@@ -69,7 +69,7 @@ class Predictions:
 
     def has_video(self, video: str) -> bool:
         if self._reader is not None:
-            return any(video in self._reader.frames(s).videos for s in self._reader.doc["splits"])
+            return any(self._reader.index(s).position(video) is not None for s in self._reader.doc["splits"])
         return any(v == video for v, _ in self._files)
 
     def read(self, video: str, frame: str, size: tuple[int, int]) -> np.ndarray:
@@ -109,17 +109,18 @@ class Predictions:
     def _from_output(self, video: str, frame: str, where: str) -> bytes:
         reader = self._reader
         for split in sorted(reader.doc["splits"]):
-            frames = reader.frames(split)
-            rows = frames.videos.get(video)
-            if rows is None:
+            index = reader.index(split)
+            position = index.position(video)
+            if position is None:
                 continue
-            for row in rows:
-                if str(frames.frame_names[row]) == frame:
-                    _, png = reader.fetch(frames, row)
-                    data: bytes = png
-                    return data
-            raise DataError(where, f"missing from the predictions (no such frame)")
-        raise DataError(where, f"missing from the predictions (no such video)")
+            entry = index.video(position)
+            names = entry.frame_names.to_pylist()
+            if frame not in names:
+                raise DataError(where, "missing from the predictions (no such frame)")
+            at = names.index(frame)
+            data: bytes = reader.fetch(entry, [at])[at]["png"]
+            return data
+        raise DataError(where, "missing from the predictions (no such video)")
 
 
 def _index(names: list[str]) -> dict[tuple[str, str], str]:

@@ -32,8 +32,8 @@ def score_video(truth: GroundTruth, preds: Predictions, name: str, metric: str) 
     video = truth.video(name)
     objects = truth.objects(video, metric)
     rows: FrameRows = []
-    for index in video.evaluated:
-        gt = truth.mask(name, index)
+    indices = list(video.evaluated) if len(video.frame_names) > 2 else []
+    for index, gt in zip(indices, truth.masks(name, indices), strict=True):
         pred = preds.read(name, video.frame_names[index], (video.height, video.width))
         rows += [(index, *r) for r in score_frame(metric, gt, pred, objects)]
     return rows
@@ -65,7 +65,9 @@ class EvaluationResult:
         return write_scores(self, dest, storage_options)
 
 
-def aggregate(metric: str, split: str, videos: Sequence[Video], scored: dict[str, FrameRows]) -> EvaluationResult:
+def aggregate(
+    metric: str, split: str, videos: Sequence[Video], scored: dict[str, FrameRows]
+) -> EvaluationResult:
     per_object: dict[str, dict[str, float | None]] = {}
     objects: list[dict[str, Any]] = []
     for video in videos:
@@ -131,7 +133,9 @@ def evaluate(
     return aggregate(metric, split, chosen, scored)
 
 
-def _run_ray(truth: GroundTruth, preds: Predictions, names: list[str], metric: str) -> list[tuple[str, FrameRows]]:
+def _run_ray(
+    truth: GroundTruth, preds: Predictions, names: list[str], metric: str
+) -> list[tuple[str, FrameRows]]:
     try:
         import ray
     except ImportError:
@@ -154,7 +158,11 @@ class Evaluator:
     covers the videos added, each of which must have had every evaluated frame added."""
 
     def __init__(
-        self, url: str, split: str = "valid", metric: str = MOSE_V2, storage_options: StorageOptions | None = None
+        self,
+        url: str,
+        split: str = "valid",
+        metric: str = MOSE_V2,
+        storage_options: StorageOptions | None = None,
     ) -> None:
         _check_metric(metric)
         self.metric, self.split = metric, split
@@ -170,7 +178,10 @@ class Evaluator:
         index = int(index)
         mask = np.asarray(mask)
         if mask.shape != (v.height, v.width):
-            raise DataError(f"{video}/{v.frame_names[index]}", f"mask is {mask.shape}, the ground truth {(v.height, v.width)}")
+            raise DataError(
+                f"{video}/{v.frame_names[index]}",
+                f"mask is {mask.shape}, the ground truth {(v.height, v.width)}",
+            )
         if video not in self._objects:
             self._objects[video] = self._truth.objects(v, self.metric)
             self._scored[video] = {}
@@ -191,4 +202,3 @@ class Evaluator:
                 raise DataError(f"{v.video}/{name}", f"not added ({len(missing)} evaluated frame(s) missing)")
             scored[v.video] = [r for i in v.evaluated for r in got[i]]
         return aggregate(self.metric, self.split, videos, scored)
-

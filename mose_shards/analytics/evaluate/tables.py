@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...core.schema import table_schema
+from ...core.tables import read_part
 from ...core.storage import StorageOptions, Store
 from .metrics import DAVIS_2017
 
-if TYPE_CHECKING:
-    from .runner import EvaluationResult
+
+class Scored(Protocol):
+    """What write_scores writes (runner.EvaluationResult; a protocol so this module needs no runner:
+    runner imports it, and a cycle is refused by .ci/check_modules.py)."""
+
+    frames: pa.Table
+    objects: pa.Table
 
 SCORE_FILES = {"scores_frames": "scores_frames.parquet", "scores_objects": "scores_objects.parquet"}
 
@@ -47,7 +53,7 @@ def objects_table(metric: str, split: str, objects: list[dict[str, Any]]) -> pa.
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_scores(result: EvaluationResult, dest: str, storage_options: StorageOptions | None = None) -> list[str]:
+def write_scores(result: Scored, dest: str, storage_options: StorageOptions | None = None) -> list[str]:
     """Both tables under dest (a folder, local or any fsspec URL), each written whole then renamed."""
     store = Store(dest, storage_options)
     written = []
@@ -57,3 +63,9 @@ def write_scores(result: EvaluationResult, dest: str, storage_options: StorageOp
         store.write(SCORE_FILES[name], buffer.getvalue())
         written.append(store.url_of(SCORE_FILES[name]))
     return written
+
+
+def read_scores(dest: str, storage_options: StorageOptions | None = None) -> dict[str, pa.Table]:
+    """The two score tables written under dest, by name; OutputError naming a missing one."""
+    store = Store(dest, storage_options)
+    return {name: read_part(store, rel) for name, rel in SCORE_FILES.items()}

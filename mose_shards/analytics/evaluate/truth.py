@@ -3,6 +3,7 @@ from the shards' PNG members (one ranged read and one decode per frame, shared b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ from ...core.errors import ConfigError, DataError
 from ...core.maskpng import decode_mask
 from ...core.storage import StorageOptions
 from ...core.tables import read_table
-from ...loader.random_access import SplitFrames, shared_reader
+from ...loader.random_access import shared_reader
 from .metrics import DAVIS_2017, METRICS
 
 
@@ -44,7 +45,12 @@ class GroundTruth:
         self._videos = _videos(url, split, self.storage_options)
 
     def __getstate__(self) -> dict[str, object]:
-        return {"url": self.url, "split": self.split, "storage_options": self.storage_options, "v": self._videos}
+        return {
+            "url": self.url,
+            "split": self.split,
+            "storage_options": self.storage_options,
+            "v": self._videos,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.url, self.split = str(state["url"]), str(state["split"])
@@ -61,16 +67,21 @@ class GroundTruth:
             raise ConfigError(f"{self.url}: no video {name!r} in split {self.split!r}")
         return found
 
-    def _frames(self) -> SplitFrames:
-        return shared_reader(self.url, self.storage_options).frames(self.split)
+    def masks(self, video: str, indices: list[int]) -> Iterator[np.ndarray]:
+        """The id maps of some frames of a video, in order: read together (one coalesced ranged read
+        where they lie together), each decoded when its turn comes."""
+        reader = shared_reader(self.url, self.storage_options)
+        index = reader.index(self.split)
+        position = index.position(video)
+        if position is None:
+            raise ConfigError(f"{self.url}: no video {video!r} in split {self.split!r}")
+        samples = reader.fetch(index.video(position), indices)
+        for i in indices:
+            yield decode_mask(samples[i]["png"])
 
     def mask(self, video: str, index: int) -> np.ndarray:
         """The id map of one frame of a video."""
-        frames = self._frames()
-        row = frames.videos[video][index]
-        reader = shared_reader(self.url, self.storage_options)
-        _, png = reader.fetch(frames, row)
-        return decode_mask(png)
+        return next(self.masks(video, [index]))
 
     def objects(self, video: Video, metric: str) -> list[int]:
         """The ids scored: every id of the video (mose-v2), or 1 .. the largest id of frame 0 (davis-2017)."""
@@ -88,7 +99,7 @@ def _videos(url: str, split: str, options: StorageOptions) -> dict[str, Video]:
     store, doc = reader.store, reader.doc
     vids = read_table(store, doc, split, "videos").to_pydict()
     objs = read_table(store, doc, split, "objects", ["video_id", "object_id"]).to_pydict()
-    frames = reader.frames(split)
+    index = reader.index(split)
     sparse = [
         v for v, n, a in zip(vids["video_id"], vids["num_frames"], vids["num_annotated_frames"], strict=True)
         if a < n
@@ -106,12 +117,12 @@ def _videos(url: str, split: str, options: StorageOptions) -> dict[str, Video]:
         ids.setdefault(v, []).append(int(o))
     out = {}
     for v, h, w in zip(vids["video_id"], vids["height"], vids["width"], strict=True):
-        rows = frames.videos[v]
-        names = tuple(str(frames.frame_names[r]) for r in rows)
+        position = index.position(v)
+        names = () if position is None else tuple(index.video(position).frame_names.to_pylist())
         out[v] = Video(v, names, int(h), int(w), tuple(sorted(ids.get(v, []))))
     return dict(sorted(out.items()))
 
 
 def _dense(reader: object, split: str) -> bool:
-    frames = reader.frames(split)  # type: ignore[attr-defined]
-    return bool(len(frames.has_mask)) and bool(np.all(frames.has_mask))
+    has_mask = reader.index(split).has_mask  # type: ignore[attr-defined]
+    return bool(len(has_mask)) and bool(np.all(has_mask))
