@@ -351,4 +351,5 @@ def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
         on_error=config.on_error,
         source_options=config.source_storage,
         output_options=config.output_storage,
+        max_member_size=config.max_member_size,
     )

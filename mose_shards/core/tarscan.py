@@ -145,9 +145,9 @@ def scan(
             raise Truncated(f"{where}: truncated tar archive ({name!r} runs past the end)")
         if kind_flag in (b"L", b"x", b"g"):
             if member_size > MAX_HEADER_DATA:
+                what = "long name" if kind_flag == b"L" else "pax header"
                 raise LayoutError(f"{where}: damaged tar header at byte {offset} "
-                                  f"({member_size} bytes of {'long name' if kind_flag == b'L' else 'pax header'}, "
-                                  f"over {MAX_HEADER_DATA})")  # fmt: skip
+                                  f"({member_size} bytes of {what}, over {MAX_HEADER_DATA})")  # fmt: skip
             payload = window.get(data, member_size)
             if len(payload) < member_size:
                 raise Truncated(f"{where}: truncated tar archive ({name!r} runs past the end)")
@@ -172,7 +172,9 @@ def scan(
             kind = DIR  # old-style directory entry
         if kind is None:
             if kind_flag == b"S":
-                raise LayoutError(f"{where}:{name}: GNU sparse member, not supported (pack it without --sparse)")
+                raise LayoutError(
+                    f"{where}:{name}: GNU sparse member, not supported (pack it without --sparse)"
+                )
             if kind_flag not in _OTHERS and kind_flag != b"K":
                 raise LayoutError(f"{where}:{name}: unsupported tar member type {kind_flag!r}")
             kind = OTHER
@@ -191,7 +193,7 @@ def scan(
 
 def _truncated(where: str, offset: int, header: bytes) -> LayoutError:
     if offset == 0 and not header:
-        return LayoutError(f"{where}: not a tar archive (empty)")
+        return Truncated(f"{where}: not a tar archive (empty)")
     if header.strip(b"\0"):
         return Truncated(f"{where}: truncated tar archive (header at byte {offset} is cut off)")
     return Truncated(f"{where}: truncated tar archive (ends at byte {offset + len(header)} "
@@ -321,7 +323,9 @@ def _pax(payload: bytes, where: str, offset: int) -> dict[str, str]:
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos = end
     size = out.get("size")
-    if size is not None and not (len(size) <= 19 and size.isascii() and size.isdigit() and int(size) <= MAX_SIZE):
+    if size is not None and not (
+        len(size) <= 19 and size.isascii() and size.isdigit() and int(size) <= MAX_SIZE
+    ):
         raise LayoutError(f"{where}: damaged pax header at byte {offset} (size {size[:30]!r})")
     if any(key.startswith("GNU.sparse.") for key in out):
         name = out.get("path", f"member at byte {offset}")
