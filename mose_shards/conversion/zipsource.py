@@ -34,7 +34,15 @@ def scan_zip(raw: Any, archive: Archive) -> Listing:
     try:
         with zipfile.ZipFile(raw) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error, NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        IndexError,
+        struct.error,
+        NotImplementedError,
+    ) as exc:
         # a damaged directory makes zipfile raise any of these (ValueError: bad offsets, names)
         raise LayoutError(
             f"{archive.url}: not a readable zip archive ({exc or type(exc).__name__})"
@@ -45,6 +53,8 @@ def scan_zip(raw: Any, archive: Archive) -> Listing:
     for info in infos:
         where = f"{archive.url}:{info.filename}"
         name = info.filename
+        if not name:  # zipfile's is_dir() would fail on it
+            raise LayoutError(f"{archive.url}: damaged zip directory (a member with an empty name)")
         parts = name.replace("\\", "/").split("/")
         if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
             raise LayoutError(f"{where}: member path escapes the archive")
