@@ -23,9 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mose_shards.conversion.archives import Archive
-from mose_shards.conversion.archives import scan as archive_scan
-from mose_shards.conversion.zipsource import scan_zip
+from mose_shards.archives import Archive
+from mose_shards.archives.listing import scan as archive_scan
+from mose_shards.archives.zipsource import scan_zip
 from mose_shards.core import tarscan
 from mose_shards.core.errors import DataError, LayoutError
 from mose_shards.synth import SynthSpec, generate

@@ -9,6 +9,7 @@ from typing import Any
 import tomllib
 
 from ..core.errors import ConfigError
+from ..core.images import DEFAULT_MAX_PIXELS
 from ..core.maskpng import DEFAULT_VOID_LABEL
 from ..core.sizes import parse_size
 from .reader import DEFAULT_MAX_MEMBER_SIZE
@@ -53,6 +54,7 @@ class ConvertConfig:
 
     verify_source: bool = True  # check archives against SHA256SUMS / <file>.sha256 while reading
     max_member_size: int = DEFAULT_MAX_MEMBER_SIZE  # the largest source file read (docs/guide/security.md)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per frame and mask, from the header, before decoding
 
     def __post_init__(self) -> None:
         if self.shard_size <= 0:
@@ -65,6 +67,8 @@ class ConvertConfig:
             raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.max_member_size <= 0:
             raise ConfigError(f"--max-member-size must be positive, got {self.max_member_size}")
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be a positive number of pixels, got {self.max_pixels!r}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
 
