@@ -370,4 +370,5 @@ def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
         max_pixels=config.max_pixels,
         source_options=config.source_storage,
         output_options=config.output_storage,
+        max_member_size=config.max_member_size,
     )
