@@ -46,8 +46,8 @@ def register_verify(sub: Any) -> None:
         description="Recompute every shard's sha256, size and sample count against the manifest and check "
         "that the Parquet tables point at the shards' members. Prints one line per damaged, truncated or "
         "missing file; exits 1 when anything is wrong.",
-        epilog="examples:\n  mose-shards verify demo/out\n  mose-shards verify s3://bucket/mose --workers 4 -q"
-        "   # 4 shards at a time, no progress bar\n",
+        epilog="examples:\n  mose-shards verify demo/out\n"
+        "  mose-shards verify s3://bucket/mose --workers 4 -q   # 4 shards at a time, no progress bar\n",
     )
     add_workers_option(p, "shards checked at a time", all_cores=False)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
