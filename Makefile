@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned in the [torch] extra (the CPU wheel on these machines); ray comes with [ray].
-TEST_EXTRAS := test,torch,ray
+TEST_EXTRAS := test,torch,ray,browse
 
 .PHONY: demo test install install-test lint typecheck bench bench-peers clean
 

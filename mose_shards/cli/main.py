@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.errors import ConfigError, MoseShardsError, ProblemsError
 from ..core.version import __version__
-from . import analytics, convert, tools
+from . import analytics, convert, look, tools
 from .common import EXIT_ERROR, EXIT_USAGE
 
 EPILOG = """\
@@ -26,6 +26,8 @@ examples:
   mose-shards verify s3://bucket/mose                recompute hashes, check tables against shards
   mose-shards stats out/ --json                      disappearance, reappearance, mBOR, sizes
   mose-shards query out/ "select * from objects where reappears limit 5"
+  mose-shards show out/ VIDEO -o video.webp          a video with its masks drawn over it
+  mose-shards browse out/                            look at every video in a browser
 """
 
 
@@ -78,4 +80,6 @@ COMMANDS: list[Callable[[Any], None]] = [
     analytics.register_query,
     tools.register_verify,
     tools.register_export,
+    look.register_show,
+    look.register_browse,
 ]
