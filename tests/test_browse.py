@@ -112,7 +112,10 @@ def test_video_page_draws_the_object_colour_inside_its_mask(
     page, errors = _page(browser)
     page.goto(f"{server}/video/train/{video}")
     page.wait_for_selector("body[data-rendered='0']")
-    pixel = "([x, y]) => Array.from(document.getElementById('view-mask').getContext('2d').getImageData(x, y, 1, 1).data)"
+    pixel = (
+        "([x, y]) => Array.from(document.getElementById('view-mask')"
+        ".getContext('2d').getImageData(x, y, 1, 1).data)"
+    )
     inside = np.array(page.evaluate(pixel, [x, y])[:3])
     outside = np.array(page.evaluate(pixel, [far_x, far_y])[:3])
     # the browser decodes the JPEG itself: allow its rounding, not a missing tint
