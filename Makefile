@@ -1,13 +1,14 @@
 # make demo: create .venv, install, generate the built-in sample, convert it, print what was made.
-# make test: install the test extras, lint, type-check, run the whole suite (slow tests included).
+# make test: install the test extras, lint, type-check, build the docs (strict), run the whole suite.
+# make docs: the documentation site (docs/, mkdocs.yml) into site/, failing on any broken link.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned in the [torch] extra (the CPU wheel on these machines); ray comes with [ray].
-TEST_EXTRAS := test,torch,ray,browse
+TEST_EXTRAS := test,torch,ray,docs,browse
 
-.PHONY: demo test install install-test lint typecheck bench bench-peers clean
+.PHONY: demo test install install-test lint typecheck docs bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +31,15 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python .ci/check_modules.py  # no import cycles, no module over 400 lines
 
 typecheck: install-test
 	$(BIN)/mypy
 
-test: lint typecheck
+docs: install-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs
 	$(BIN)/python -m pytest
 
 bench: install-test
@@ -54,4 +59,4 @@ bench-peers: install-test
 	$(BIN)/python benchmarks/peers.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo site .pytest_cache .mypy_cache .ruff_cache

@@ -60,8 +60,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.proctree import convert_command, measure  # noqa: E402
-from mose_shards.conversion import archives, gzcheckpoints, gzlist  # noqa: E402
-from mose_shards.conversion.gzseek import GzipRanges
+from mose_shards import archives  # noqa: E402
+from mose_shards.archives import gzcheckpoints, gzindex
+from mose_shards.archives import listing as archive_listing
+from mose_shards.archives.gzseek import GzipRanges
 from mose_shards.core import tarscan  # noqa: E402
 from mose_shards.core.storage import Store
 from mose_shards.synth import SynthSpec, generate, parse_size
@@ -199,7 +201,7 @@ def gzip_throughput(shipped: Path, repeat: int) -> None:
     def with_rapidgzip(threads: int) -> float:
         start = time.perf_counter()
         with archive.open(local.fs, hashing=True) as raw:
-            gz = gzlist.load_rapidgzip().RapidgzipFile(raw, parallelization=threads, chunk_size=4 << 20)
+            gz = gzindex.load_rapidgzip().RapidgzipFile(raw, parallelization=threads, chunk_size=4 << 20)
             try:
                 while gz.read(4 << 20):
                     pass
@@ -208,8 +210,8 @@ def gzip_throughput(shipped: Path, repeat: int) -> None:
             raw.finish_hashes()
         return time.perf_counter() - start
 
-    spacing = archives.chunk_size(archive)
-    index = archives.scan(local.fs, archive, None, 1).index  # the seek index a listing builds
+    spacing = archive_listing.chunk_size(archive)
+    index = archive_listing.scan(local.fs, archive, None, 1).index  # the seek index a listing builds
     assert index is not None
     names = ["zlib", "rapidgzip x1", "rapidgzip x2"]
     names += ["libdeflate stretches", "libdeflate stretches, 1 more thread"]
@@ -286,7 +288,7 @@ class _Stop(Exception):
 
 def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
     """Listing throughput with checkpoints against without, and going on from one halfway."""
-    from mose_shards.conversion.parts import find_sums
+    from mose_shards.archives import find_sums
 
     local = Store(str(shipped))
     parts = sorted(shipped.glob("train.tar.gz.*"))
@@ -304,7 +306,7 @@ def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
             os.environ[gzcheckpoints.TEST_HOOKS] = json.dumps({"every": every})
         start = time.perf_counter()
         try:
-            found = archives.scan(local.fs, archive, sums, 1, cache if every is not None else None)
+            found = archive_listing.scan(local.fs, archive, sums, 1, cache if every is not None else None)
         finally:
             os.environ.pop(gzcheckpoints.TEST_HOOKS, None)
         tar_size = found.members[-1].following
@@ -323,7 +325,7 @@ def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
 
         gzcheckpoints.Checkpoints.save = save_then_stop  # type: ignore[method-assign]
         try:
-            archives.scan(local.fs, archive, sums, 1, cache)
+            archive_listing.scan(local.fs, archive, sums, 1, cache)
         except _Stop:
             pass
         finally:
@@ -331,7 +333,7 @@ def checkpoint_cost(shipped: Path, tmp: Path, repeat: int) -> None:
         os.environ[gzcheckpoints.TEST_HOOKS] = json.dumps({"every": 1 << 62})
         try:
             start = time.perf_counter()
-            archives.scan(local.fs, archive, sums, 1, cache if resumed else None)
+            archive_listing.scan(local.fs, archive, sums, 1, cache if resumed else None)
             return time.perf_counter() - start
         finally:
             os.environ.pop(gzcheckpoints.TEST_HOOKS, None)

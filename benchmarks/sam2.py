@@ -4,8 +4,8 @@ PNGRawDataset-style reading of the raw tree on local disk. Prints ratios and GET
 Both sides run the same SAM 2 sampling and construct code (tests/sam2_like.py: consecutive frames
 from a random start, the first mask loaded until it shows an object, at most 3 objects, every image
 opened through iopath's g_pathmgr and decoded by PIL, every mask loaded) with the same seeds, so
-they cut the same clips. Rounds alternate between the sides; medians are reported. The recently
-fetched frames are forgotten before every clip, so no clip is served by another's GETs.
+they cut the same clips. Rounds alternate between the sides; medians are reported. The frames read
+ahead are forgotten before every clip, so no clip is served by another's GETs.
 
     .venv/bin/python benchmarks/sam2.py [--videos 12] [--frames 24] [--size 320x240] [--delay 0.02]
 """
@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.latency_proxy import latency_proxy  # noqa: E402
 from mose_shards.conversion.config import ConvertConfig  # noqa: E402
 from mose_shards.conversion.orchestrate import convert  # noqa: E402
-from mose_shards.loader.sam2 import RECENT  # noqa: E402
 from mose_shards.sam2 import ShardRawDataset  # noqa: E402
 from mose_shards.synth import SynthSpec, generate  # noqa: E402
 from tests import s3server  # noqa: E402
@@ -69,8 +68,8 @@ class SampledClips(torch.utils.data.Dataset):
         return len(self.raw_dataset) * self.per_video
 
     def __getitem__(self, item: int) -> int:
-        if self.forget:
-            RECENT.clear()
+        if self.forget:  # the frames read ahead for another clip
+            self.raw_dataset._reader.ahead.clear()
         video, segment_loader = self.raw_dataset.get_video(item % len(self.raw_dataset))
         rng = random.Random(self.seed * 1_000_003 + item)
         return len(sample_clip(video, segment_loader, NUM_FRAMES, MAX_OBJECTS, rng)["images"])
@@ -147,7 +146,7 @@ def main() -> None:
     report("one process", rates)
     if args.workers:
         report(f"DataLoader, {args.workers} workers", pooled)
-    print(f"GETs per {NUM_FRAMES}-frame clip from S3: {per_clip:.2f} (bound {NUM_FRAMES + 1})")
+    print(f"GETs per {NUM_FRAMES}-frame clip from S3: {per_clip:.2f} (bound 2)")
     print(f"start-up over the proxy (manifest + frames table, not in the figures): {index_gets} GETs, "
           f"{startup:.2f} s")  # fmt: skip
 

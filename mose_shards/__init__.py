@@ -29,15 +29,18 @@ _EXPORTS = {
     "OutputError": "core.errors",
     "ProblemsError": "core.errors",
     "MissingDependencyError": "core.errors",
+    "evaluate": "analytics.evaluate",
+    "Evaluator": "analytics.evaluate",
 }
 
 __all__ = [  # the keys of _EXPORTS, spelled out for linters and IDEs (a test keeps them equal)
     "__version__", "ConvertConfig", "from_pipeline", "convert", "ConvertResult", "Layout", "discover",
     "SynthSpec", "generate", "ClipDataset", "read_frame", "MoseShardsError", "LayoutError", "DataError",
-    "ConfigError", "OutputError", "ProblemsError", "MissingDependencyError",
+    "ConfigError", "OutputError", "ProblemsError", "MissingDependencyError", "evaluate", "Evaluator",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
+    from .analytics.evaluate import Evaluator, evaluate
     from .conversion.config import ConvertConfig, from_pipeline
     from .conversion.orchestrate import ConvertResult, convert
     from .conversion.sources import Layout, discover

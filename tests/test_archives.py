@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from mose_shards import archives
+from mose_shards.archives import gzcheckpoints
+from mose_shards.archives import listing as archive_listing
 from mose_shards.cli import main
-from mose_shards.conversion import archives, gzcheckpoints
 from mose_shards.conversion.config import ConvertConfig
 from mose_shards.conversion.orchestrate import convert
 from mose_shards.core import tarscan
@@ -293,8 +295,8 @@ def test_listing_and_index_are_saved_and_reused(
     def no_scan(*args: object, **kwargs: object) -> None:
         raise AssertionError("the archive was listed again")
 
-    monkeypatch.setattr(archives, "scan", no_scan)
-    archives._INDEXES.clear()  # the workers' view: the index comes from OUT, not from memory
+    monkeypatch.setattr(archive_listing, "scan", no_scan)
+    archive_listing._INDEXES.clear()  # the workers' view: the index comes from OUT, not from memory
     convert(config)
     assert tree_bytes(out) == first
     monkeypatch.undo()
@@ -314,7 +316,7 @@ def test_plain_tar_listing_is_saved_and_reused(
     config = ConvertConfig(source=str(tar), output=str(out), shard_size=SMALL_SHARD)
     first = convert(config)
     assert list((out / ".mose-shards" / "sources").glob("*.members"))
-    monkeypatch.setattr(archives, "scan", lambda *a, **k: pytest.fail("the tar was listed again"))
+    monkeypatch.setattr(archive_listing, "scan", lambda *a, **k: pytest.fail("the tar was listed again"))
     again = convert(config)
     assert again.manifest == first.manifest
 
@@ -559,7 +561,7 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
     another process's view (index loaded from OUT), is the tar's bytes."""
     import random
 
-    from mose_shards.conversion.parts import find_sums
+    from mose_shards.archives import find_sums
     from mose_shards.conversion.reader import SourceReader
     from mose_shards.conversion.sources import Blob
     from mose_shards.core.storage import Store
@@ -570,7 +572,7 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
     src.mkdir()
     cut(gzip.compress(tar_bytes(files), compresslevel=1), src, "x.tar.gz", 3)
     write_sums(src)
-    monkeypatch.setattr(archives, "_MIN_CHUNK", 1 << 20)  # ~9 MB compressed: ~9 seek points
+    monkeypatch.setattr(archive_listing, "_MIN_CHUNK", 1 << 20)  # ~9 MB compressed: ~9 seek points
     store = Store(str(tmp_path / "out"))
     local = Store(str(src))
     found = archives.group_parts({p.name: local.fs.info(str(p)) for p in src.iterdir()}, str(src), str(src))
@@ -579,7 +581,7 @@ def test_gzip_index_over_many_seek_points(tmp_path: Path, monkeypatch: pytest.Mo
     assert listing.verified and len(listing.members) == len(files)
     assert listing.index is not None and listing.index[:5] == b"GZIDX"  # indexed_gzip's format
     assert struct.unpack_from("<I", listing.index, 31)[0] >= 6  # seek points (header: 7+8+8+4+4 bytes)
-    archives._INDEXES.clear()
+    archive_listing._INDEXES.clear()
     blobs = [Blob(str(src), m.size, m.offset, m.name, archive=found[0]) for m in listing.members]
     with SourceReader(str(src), cache=store) as reader:
         got = reader.read_many(blobs[::-1])
@@ -603,7 +605,7 @@ def test_davis_zip_as_shipped(tmp_path: Path) -> None:
 
 def test_sums_made_one_folder_up_still_check_the_parts(tmp_path: Path) -> None:
     """A SHA256SUMS naming 'MOSEv2/train.tar.gz.aa' (made from the folder above) checks the parts."""
-    from mose_shards.conversion.parts import find_sums
+    from mose_shards.archives import find_sums
     from mose_shards.core.storage import Store
 
     (tmp_path / "train.tar.gz.aa").write_bytes(b"a")

@@ -69,7 +69,7 @@ def _page(browser: object) -> tuple[object, list[str]]:
 def test_index_lists_every_video_and_filters(server: str, browser: object, converted: Path) -> None:
     """Every video of every split is linked; a where filter narrows it; a bad one shows the error."""
     reader = FrameReader(str(converted))
-    expected = {(s, v) for s in ("train", "valid") for v in reader.frames(s).videos}
+    expected = {(s, v) for s in ("train", "valid") for v in reader.index(s).video_ids.to_pylist()}
     page, errors = _page(browser)
     page.goto(server + "/")
     links = page.eval_on_selector_all(
@@ -97,7 +97,7 @@ def test_video_page_draws_the_object_colour_inside_its_mask(
 ) -> None:
     """A pixel inside a known mask is the frame tinted with the object's colour; one far outside is not."""
     reader = FrameReader(str(converted))
-    video = sorted(reader.frames("train").videos)[0]
+    video = sorted(reader.index("train").video_ids.to_pylist())[0]
     frame = reader.read(video, 0, "train")
     mask, image = frame["mask"], frame["image"].astype(int)
     oid = int(sorted(set(np.unique(mask).tolist()) - {0, 255})[0])
@@ -133,3 +133,31 @@ def test_video_page_draws_the_object_colour_inside_its_mask(
     page.wait_for_selector("body[data-rendered='3']")
     assert page.query_selector("#timeline") is not None
     assert errors == []
+
+
+def test_browse_names_its_extra_when_missing(converted: Path, monkeypatch) -> None:
+    """Without Starlette the module says which extra to install."""
+    import sys
+
+    from mose_shards.core.errors import MissingDependencyError
+    from mose_shards.tools.browse import Catalog, create_app
+
+    monkeypatch.setitem(sys.modules, "starlette", None)
+    with pytest.raises(MissingDependencyError, match=r"mose-shards\[browse\]"):
+        create_app(Catalog(str(converted)))
+
+
+def test_unknown_frame_is_a_404_not_a_traceback(converted: Path) -> None:
+    """A frame or video that does not exist answers 404 with one line."""
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    from mose_shards.tools.browse import Catalog, create_app
+
+    client = TestClient(create_app(Catalog(str(converted))))
+    video = sorted(FrameReader(str(converted)).index("train").video_ids.to_pylist())[0]
+    assert client.get(f"/frame/train/{video}/0.jpg").content[:2] == b"\xff\xd8"
+    missing = client.get(f"/frame/train/{video}/99.jpg")
+    assert missing.status_code == 404 and "no frame 99" in missing.text
+    assert client.get("/mask/train/nosuch/0").status_code == 404
+    assert client.post("/").status_code == 405  # read-only

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import rapidgzip
 
-from mose_shards.conversion import archives, gzcheckpoints, gzlist
-from mose_shards.conversion.gzindex import WINDOW, Capture, Point, from_bytes, to_bytes
-from mose_shards.conversion.parts import ChecksumError, find_sums
+from mose_shards import archives
+from mose_shards.archives import gzcheckpoints, gzindex, members
+from mose_shards.archives import listing as archive_listing
+from mose_shards.archives.gzindex import WINDOW, Capture, Point, from_bytes, to_bytes
+from mose_shards.archives.parts import ChecksumError, find_sums
 from mose_shards.core.errors import LayoutError
 from mose_shards.core.layout import listing_checkpoint
 from mose_shards.core.storage import Store
@@ -82,8 +84,8 @@ def _list(src: Path, out: Path) -> tuple[archives.Archive, archives.Listing]:
 
 
 def _read_back(archive: archives.Archive, listing: archives.Listing, src: Path, out: Path) -> list[bytes]:
-    archives._INDEXES.clear()  # another process's view: the index comes from OUT
-    stream = archives.open_members(Store(str(src)).fs, archive, Store(str(out)))
+    archive_listing._INDEXES.clear()  # another process's view: the index comes from OUT
+    stream = members.open_members(Store(str(src)).fs, archive, Store(str(out)))
     try:
         got = []
         for member in listing.members[::-1]:
@@ -98,7 +100,7 @@ def _read_through(src: Path) -> tuple[bytes, Capture, bytes]:
     """The parts' bytes, a Capture that read the whole stream through rapidgzip, and the index
     rapidgzip exports at the end."""
     data = b"".join(p.read_bytes() for p in sorted(src.glob("x.tar.gz.*")))
-    stream = gzlist.load_rapidgzip().RapidgzipFile(io.BytesIO(data), parallelization=1, chunk_size=SPACING)
+    stream = gzindex.load_rapidgzip().RapidgzipFile(io.BytesIO(data), parallelization=1, chunk_size=SPACING)
     try:
         capture = Capture(stream)
         while capture.read(1 << 20):
@@ -132,7 +134,7 @@ def test_a_rejoining_prefix_continues_the_stream_at_each_seek_point(
     tar from that point, whatever the point's bit position and window."""
     import zlib
 
-    from mose_shards.conversion.gzindex import rejoin_prefix
+    from mose_shards.archives.gzindex import rejoin_prefix
 
     src, _, tar = parts
     data, capture, _ = _read_through(src)

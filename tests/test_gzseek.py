@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from mose_shards.conversion import gzlist, gzseek
-from mose_shards.conversion.gzindex import Table
-from mose_shards.conversion.gzseek import GzipRanges
-from mose_shards.conversion.parts import PartsFile
+from mose_shards.archives import gzindex, gzseek
+from mose_shards.archives.gzindex import Table
+from mose_shards.archives.gzseek import GzipRanges
+from mose_shards.archives.parts import PartsFile
 from mose_shards.core.storage import Store
 from tests.helpers import tar_bytes
 
@@ -33,7 +33,7 @@ def _tar(seed: int, count: int) -> bytes:
 
 
 def _index(data: bytes) -> bytes:
-    with gzlist.load_rapidgzip().RapidgzipFile(io.BytesIO(data), chunk_size=SPACING) as stream:
+    with gzindex.load_rapidgzip().RapidgzipFile(io.BytesIO(data), chunk_size=SPACING) as stream:
         while stream.read(1 << 20):
             pass
         exported = io.BytesIO()

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from mose_shards.conversion import listfile
-from mose_shards.conversion.listfile import Listing, Members, members_bytes, read_members
+from mose_shards.archives import listfile
+from mose_shards.archives.listfile import Listing, Members, members_bytes, read_members
 from mose_shards.core import tarscan
 
 
@@ -63,7 +63,7 @@ def test_saving_a_listing_loads_no_arrow() -> None:
     it is installed (a quarter of a second on the critical path)."""
     code = (
         "import sys\n"
-        "from mose_shards.conversion.listfile import Listing, Members, members_bytes, read_members\n"
+        "from mose_shards.archives.listfile import Listing, Members, members_bytes, read_members\n"
         "from mose_shards.core.tarscan import TarMember\n"
         "listing = Listing(Members(TarMember(f'v/{i}.jpg', 512 * i, 9, 'file') for i in range(10)))\n"
         "assert read_members(members_bytes(listing)).members == listing.members\n"

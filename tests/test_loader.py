@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -178,21 +179,23 @@ def test_readme_loader_examples_run(
     video = ClipDataset(str(converted), split="valid", clip_length=None).videos[0].video_id
     found = examples("loader-")
     assert set(found) == {"loader-clips", "loader-ddp", "loader-read-frame"}
-    monkeypatch.chdir(tmp_path)  # the DDP example writes checkpoint.json
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the DDP example's checkpoint goes there
     port = free_ports(("master",))["master"]
     env = {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     for name, code in found.items():
         code = code.replace('OUT = "demo/out"', f"OUT = {str(converted)!r}").replace(
-            '"0a1b2c3d"', repr(video)
+            '"72191143"', repr(video)
         )
         assert str(converted) in code
         scope: dict = {}
         exec(compile(code, f"README:{name}", "exec"), scope)
         if name == "loader-ddp":
             scope["train"]()
-            saved = json.loads((tmp_path / "checkpoint.json").read_text())["loader"]
+            assert not (tmp_path / "checkpoint.json").exists()  # not in the working directory
+            saved = json.loads((tmp_path / "mose-shards-ddp" / "checkpoint.json").read_text())["loader"]
             assert saved["epoch"] == 1 and saved["global_batch"] == 2
             scope["train"]()  # resumes from the checkpoint
     out = capsys.readouterr().out

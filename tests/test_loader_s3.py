@@ -103,3 +103,40 @@ def test_s3_client_made_once_per_process_and_workers_reuse_its_session(
     expected = [(b["video_id"], b["images"].numpy().tobytes()) for b in ClipLoader(ds)]
     got = [(b["video_id"], b["images"].numpy().tobytes()) for b in ClipLoader(ds, num_workers=2)]
     assert got == expected and len(expected) == 2
+
+
+def test_workers_first_clips_are_read_by_the_main_process_once(
+    s3_converted: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ClipLoader workers on S3, each worker's first video is read by the main process before
+    the workers start, and by no one else: the same batches, the same shard GETs in all (counted at
+    a proxy in front of SeaweedFS), of which the main process sent one per worker."""
+    pytest.importorskip("torch")
+    import s3fs
+
+    from mose_shards.loader import ClipLoader
+    from tests.faulty_proxy import faulty_proxy
+
+    here: list[str] = []  # shard GETs sent by this process (a forked worker appends to its own copy)
+    original = s3fs.S3FileSystem._call_s3
+
+    async def counted(self, method, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(kwargs.get("Key", "")).endswith(".tar"):
+            here.append(kwargs["Key"])
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    runs = []
+    for primed in (True, False):
+        if not primed:
+            monkeypatch.setattr(ClipDataset, "prime", lambda self, workers: None)
+        with faulty_proxy(s3_server.ports["s3"], match=b".tar") as proxy:
+            opts = {**s3_server.storage_options(), "endpoint_url": proxy.endpoint()}
+            ds = ClipDataset(s3_converted, clip_length=3, storage_options=opts, seed=3)
+            here.clear()
+            batches = [(b["video_id"], b["images"].numpy().tobytes()) for b in ClipLoader(ds, num_workers=2)]
+            runs.append((batches, proxy.requests, len(here)))
+    (primed_batches, primed_gets, from_main), (plain_batches, plain_gets, plain_main) = runs
+    assert primed_batches == plain_batches and len(primed_batches) == 4
+    assert primed_gets == plain_gets == 4  # one per video, nothing read twice
+    assert (from_main, plain_main) == (2, 0)

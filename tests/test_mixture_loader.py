@@ -217,7 +217,7 @@ def test_readme_subset_examples_run(converted: Path, second: str, capsys: pytest
     assert set(found) == {"subset-reappearing", "subset-mixture"}
     for name in sorted(found, reverse=True):  # reappearing first
         code = (
-            found[name].replace('"demo/out"', repr(str(converted))).replace('"demo-davis/out"', repr(second))
+            found[name].replace('"demo/out"', repr(str(converted))).replace('"demo/davis/out"', repr(second))
         )
         assert str(converted) in code
         exec(compile(code, f"README:{name}", "exec"), {})

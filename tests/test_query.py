@@ -23,13 +23,14 @@ from mose_shards.core.errors import ConfigError
 from mose_shards.core.schema import TABLES, table_schema
 from tests.test_stats import hand_tree
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 pytest.importorskip("duckdb")
 
 
 def readme_blocks(language: str, marker: str) -> dict[str, str]:
-    """The README's fenced blocks of a language whose first line is `<marker> <name>`, by name."""
-    found = re.findall(rf"```{language}\n{re.escape(marker)} ([\w-]+)\n(.*?)```", README.read_text(), re.S)
+    """The README's and docs' fenced blocks of a language whose first line is `<marker> <name>`, by name."""
+    from tests.test_readme import text
+
+    found = re.findall(rf"```{language}\n{re.escape(marker)} ([\w-]+)[^\n]*\n(.*?)```", text(), re.S)
     return {name: body for name, body in found}
 
 
@@ -239,7 +240,10 @@ def test_cli_bad_sql(converted: Path, capsys: pytest.CaptureFixture[str]) -> Non
     """SQL DuckDB rejects is a one-line error, not a traceback."""
     assert main(["query", str(converted), "SELECT nope FROM masks"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mose-shards: error: query failed:") and len(err.strip().splitlines()) == 1
+    assert (
+        err.startswith("mose-shards: error: query 'SELECT nope FROM masks' failed:")
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_cli_not_an_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ import importlib
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ g_pathmgr = iopath_file_io.g_pathmgr
 
 from mose_shards.sam2 import SCHEME, ShardRawDataset  # noqa: E402
 from tests.sam2_like import FirstFrames, reference_mask, reference_videos  # noqa: E402
-from tests.test_readme import README, examples  # noqa: E402
+from tests.test_readme import examples, text  # noqa: E402
 
 
 def reference_masks(gt_folder: Path, video: str) -> dict[int, dict[int, np.ndarray]]:
@@ -156,22 +157,26 @@ def test_real_sequences(real_data: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pickles_without_its_index(converted: Path) -> None:
-    """A pickled dataset carries names and options only; a fresh process reads the index on first use."""
-    ds = ShardRawDataset(str(converted))
+def test_pickles_with_its_index_so_a_worker_reads_no_table(converted: Path, tmp_path: Path) -> None:
+    """A pickled dataset carries its manifest and index: a fresh process serves frames with the
+    output's tables and manifest gone (only the shards left), and becomes that process's reader."""
+    out = tmp_path / "out"
+    shutil.copytree(converted, out)
+    ds = ShardRawDataset(str(out))
     data = pickle.dumps(ds)
-    assert len(data) < 2000 and b"jpg_offset" not in data
+    shutil.rmtree(out / "tables")
+    (out / "manifest.json").unlink()
     script = (
         "import pickle, sys\n"
         "from mose_shards.loader import random_access\n"
         "ds = pickle.loads(sys.stdin.buffer.read())\n"
-        "assert not random_access._SHARED\n"  # nothing read when unpickled
         "video, loader = ds.get_video(1)\n"
         "from iopath.common.file_io import g_pathmgr\n"
         "with g_pathmgr.open(video.frames[0].image_path, 'rb') as f: head = f.read(2)\n"
         "print(len(random_access._SHARED), video.video_name, head.hex(), *sorted(loader.load(0)), sep=',')\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
     video, loader = ds.get_video(1)
     expected = ["1", video.video_name, "ffd8", *map(str, sorted(loader.load(0)))]
     assert done.stdout.decode().strip().split(",") == expected
@@ -191,7 +196,7 @@ def test_needs_iopath_and_never_imports_sam2() -> None:
 
 def readme_yaml(name: str) -> Any:
     yaml = pytest.importorskip("yaml")
-    found = re.search(rf"```yaml\n# yaml: {name}\n(.*?)```", README.read_text(), re.S)
+    found = re.search(rf"```yaml\n# yaml: {name}\n(.*?)```", text(), re.S)
     assert found is not None, name
     return yaml.safe_load(found.group(1))
 
@@ -221,12 +226,11 @@ def test_readme_python_example_runs(converted: Path, capsys: pytest.CaptureFixtu
 
 def test_frame_paths_through_iopath(converted: Path) -> None:
     """exists() reads nothing; a wrong frame, an unknown output or a write mode fail naming the path."""
-    from mose_shards.loader.sam2 import RECENT
-
-    video, _ = ShardRawDataset(str(converted)).get_video(0)
+    ds = ShardRawDataset(str(converted))
+    video, _ = ds.get_video(0)
     path = video.frames[2].image_path
-    RECENT.clear()
-    assert g_pathmgr.exists(path) and g_pathmgr.isfile(path) and not RECENT._items
+    ds._reader.ahead.clear()
+    assert g_pathmgr.exists(path) and g_pathmgr.isfile(path) and not ds._reader.ahead.held()
     assert not g_pathmgr.exists(path.replace("/00002.jpg", "/99999.jpg"))
     with pytest.raises(FileNotFoundError, match="no frame 99999 in train video"):
         g_pathmgr.open(path.replace("/00002.jpg", "/99999.jpg"), "rb")

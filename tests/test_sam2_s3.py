@@ -17,7 +17,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("iopath")
 
 from mose_shards.loader import random_access  # noqa: E402
-from mose_shards.loader.sam2 import RECENT  # noqa: E402
 from mose_shards.sam2 import ShardRawDataset  # noqa: E402
 from tests.sam2_like import FirstFrames, sample_clip  # noqa: E402
 
@@ -40,35 +39,72 @@ def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str, s
     yield calls
 
 
+def _ranges(calls: list[tuple[str, str, str | None]]) -> list[tuple[int, int]]:
+    """The byte ranges [start, end] of ranged GETs of shards; every call must be one."""
+    out = []
+    for operation, key, byte_range in calls:
+        assert operation == "get_object" and key.endswith(".tar") and byte_range is not None
+        found = re.fullmatch(r"bytes=(\d+)-(\d+)", byte_range)
+        assert found is not None
+        out.append((int(found.group(1)), int(found.group(2))))
+    return out
+
+
+def _span(entry: object, positions: list[int]) -> tuple[int, int]:
+    """[first byte, last byte] of the given frames' members."""
+    members = entry.members[positions]  # type: ignore[attr-defined]
+    starts, ends = members[:, 0::2], members[:, 0::2] + members[:, 1::2]
+    return int(starts.min()), int(ends.max()) - 1
+
+
 @pytest.mark.parametrize("num_frames", [1, 4, 8])
-def test_a_clip_costs_one_ranged_get_per_frame(
+def test_a_clip_costs_at_most_two_ranged_gets(
     s3_converted: str, s3_server: S3Server, s3_calls: list, num_frames: int
 ) -> None:
-    """SAM 2's sampling of a T-frame clip: at most T+1 GETs, each a range of one frame, never a shard."""
+    """SAM 2's sampling of a T-frame clip, counted at the real s3fs client against SeaweedFS: at most
+    2 GETs (1 once the window size is learned), each a range inside the clip's video, never a shard,
+    no byte fetched twice; the frames the clip did not use are dropped, at most 2 windows held."""
     ds = ShardRawDataset(s3_converted, storage_options=s3_server.storage_options())
     reader = random_access.shared_reader(s3_converted, s3_server.storage_options())
-    frames = reader.frames("train")
-    smallest_shard = min(s["bytes"] for s in reader.doc["splits"]["train"]["shards"])
+    index = reader.index("train")
     rng = random.Random(num_frames)
-    for idx in range(len(ds)):
-        RECENT.clear()
+    per_clip = []
+    for idx in list(range(len(ds))) * 2:
+        reader.ahead.clear()  # no clip served by another's GETs
         calls_before = len(s3_calls)
         video, loader = ds.get_video(idx)
         clip = sample_clip(video, loader, num_frames, 3, rng)
-        calls = s3_calls[calls_before:]
+        ranges = _ranges(s3_calls[calls_before:])
         assert len(clip["images"]) == num_frames and clip["object_ids"]
-        assert 1 <= len(calls) <= num_frames + 1
-        rows = frames.videos[video.video_name]
-        spans = set()
-        for number in clip["frame_idx"]:
-            row = rows.start + [int(n) for n in frames.frame_names[rows.start : rows.stop]].index(number)
-            jpg_at, jpg_size, png_at, png_size = (int(v) for v in frames.members[row, :4])
-            spans.add((min(jpg_at, png_at), max(jpg_at + jpg_size, png_at + png_size) - 1))
-        for operation, key, byte_range in calls:
-            assert operation == "get_object" and key.endswith(".tar")
-            start, end = (int(v) for v in re.fullmatch(r"bytes=(\d+)-(\d+)", byte_range).groups())
-            assert (start, end) in spans and end - start < smallest_shard // 4
-        assert len(calls) == len({c[2] for c in calls})  # no frame fetched twice
+        per_clip.append(len(ranges))
+        entry = index.video(index.position(video.video_name))
+        first, last = _span(entry, list(range(entry.num_frames)))
+        for start, end in ranges:
+            assert first <= start <= end <= last
+        ordered = sorted(ranges)
+        assert all(b[0] > a[1] for a, b in zip(ordered, ordered[1:], strict=False))  # no byte twice
+        positions = [f.frame_idx for f in video.frames].index
+        for number in clip["frame_idx"]:  # each frame of the clip came in one of them
+            used = _span(entry, [positions(number)])
+            assert any(s <= used[0] and used[1] <= e for s, e in ranges)
+        assert reader.ahead.held() <= 2
+    assert max(per_clip) <= 2 and per_clip[-len(ds) :] == [1] * len(ds)
+
+
+def test_read_clip_is_one_ranged_get(s3_converted: str, s3_server: S3Server, s3_calls: list) -> None:
+    """FrameReader.read_clip of 8 frames (every frame, then every other one of a video): one GET each."""
+    reader = random_access.FrameReader(s3_converted, s3_server.storage_options())
+    index = reader.index("train")
+    video = index.video(0)
+    for frames in (list(range(8)), [0, 2, 4, 6]):
+        before = len(s3_calls)
+        got = reader.read_clip(video.video_id, frames, split="train")
+        assert [g["frame_index"] for g in got] == frames
+        (only,) = _ranges(s3_calls[before:])
+        assert only == _span(video, frames)
+        alone = [reader.read(video.video_id, f, split="train") for f in frames]
+        for a, b in zip(got, alone, strict=True):
+            assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["mask"], b["mask"])
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -147,15 +146,14 @@ def test_export_refuses_a_non_empty_destination(
 
 def test_readme_example_runs(raw_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README's convert -> verify -> export example runs and restores the raw tree exactly."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    match = re.search(r"```python\n# example: scale-verify-export\n(.*?)```", text, re.S)
-    assert match is not None
-    code = match.group(1)
+    from tests.test_readme import examples
+
+    code = examples("scale-verify-export")["scale-verify-export"]
     paths = 'RAW, OUT, DEST = "demo/raw", "demo/out-parallel", "demo/raw-again"'
     assert paths in code
     out, dest = tmp_path / "out", tmp_path / "dest"
     code = code.replace(paths, f"RAW, OUT, DEST = {str(raw_tree)!r}, {str(out)!r}, {str(dest)!r}")
-    exec(compile(code, "README:scale-verify-export", "exec"), {})
+    exec(compile(code, "README:scale-verify-export", "exec"), {"__name__": "__main__"})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("True ") and printed[0].endswith(" []")
     assert _hashes(dest) == _hashes(raw_tree)

@@ -1,5 +1,6 @@
-"""SQL over an output's tables: DuckDB views `videos`, `frames`, `masks`, `objects` (see core/views.py),
-every split at once (each table has a `split` column), and the result formats of `mose-shards query`.
+"""SQL over an output's tables `videos`, `frames`, `masks`, `objects`, every split at once (each table
+has a `split` column), in the sandbox of core/sql.py (one SELECT, no file or network access), and the
+result formats of `mose-shards query`.
 """
 
 from __future__ import annotations
@@ -13,28 +14,30 @@ from typing import Any
 import pyarrow as pa
 
 from ..core.errors import ConfigError
+from ..core.layout import name_problem
+from ..core.sql import check_select, connect, named_tables, run
 from ..core.storage import StorageOptions
-from ..core.views import connect, duckdb_module, first_line
 
 __all__ = ["FORMATS", "connect", "format_result", "query"]
 
 FORMATS = ("table", "csv", "json", "video-list")
 
 
-def query(url: str, sql: str, storage_options: StorageOptions | None = None) -> pa.Table:
-    """Run one SQL statement against the output's views; ConfigError for SQL DuckDB rejects."""
-    duckdb = duckdb_module()
-    con = connect(url, storage_options)
+def query(
+    url: str, sql: str, storage_options: StorageOptions | None = None, scores: str | None = None
+) -> pa.Table:
+    """Run one SELECT against the output's tables; ConfigError naming the SQL for anything else, and
+    for SQL DuckDB rejects. The SQL is checked before any table is read. With `scores` (the DEST of
+    `evaluate --scores`), `scores_frames` and `scores_objects` can be joined too."""
+    check_select(sql)
+    extra = None
+    if scores is not None:
+        from .evaluate.tables import read_scores
+
+        extra = read_scores(scores, storage_options)
+    con = connect(url, storage_options, tables=named_tables(sql), extra=extra)
     try:
-        result = con.sql(sql)
-        if result is None:  # a statement without rows (SET, CREATE ...)
-            return pa.table({})
-        # to_arrow_table is the newer name; fetch_arrow_table (deprecated by DuckDB 2) the older one.
-        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-        table: pa.Table = fetch()
-        return table
-    except duckdb.Error as exc:
-        raise ConfigError(f"query failed: {first_line(exc)}") from None
+        return run(con, sql)
     finally:
         con.close()
 
@@ -62,7 +65,11 @@ def video_list(table: pa.Table) -> list[str]:
     if "video_id" not in table.column_names:
         have = ", ".join(table.column_names) or "none"
         raise ConfigError(f"--format video-list needs a video_id column; the result has: {have}")
-    return list(dict.fromkeys(str(v) for v in table.column("video_id").to_pylist() if v is not None))
+    ids = list(dict.fromkeys(str(v) for v in table.column("video_id").to_pylist() if v is not None))
+    for video_id in ids:  # one id a line: an id that is not one clean line cannot be listed
+        if (unfit := name_problem(video_id)) is not None:
+            raise ConfigError(f"--format video-list: {unfit}")
+    return ids
 
 
 def _plain(value: Any) -> Any:

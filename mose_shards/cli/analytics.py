@@ -51,8 +51,9 @@ def register_query(sub: Any) -> None:
         sub,
         "query",
         help="run SQL (DuckDB) over the tables",
-        description="Run one SQL statement with the views videos, frames, masks and objects (every split; "
-        "each has a split column) over the Parquet tables of OUT, local or any fsspec URL.",
+        description="Run one SQL SELECT over the tables videos, frames, masks and objects (every split; "
+        "each has a split column) of OUT, local or any fsspec URL. The SQL sees those tables only: no "
+        "file, URL, extension or setting (docs/guide/security.md).",
         epilog='examples:\n  mose-shards query out/ "select split, count(*) from masks group by split"\n'
         '  mose-shards query out/ "select * from objects where reappears" --format csv\n'
         '  mose-shards query out/ "select video_id from objects where reappears" --format video-list\n',
@@ -64,13 +65,18 @@ def register_query(sub: Any) -> None:
         default="table",
         help="output format; video-list: the distinct video_id values, one per line (for Source(videos=))",
     )
+    p.add_argument(
+        "--scores",
+        metavar="DEST",
+        help="also the tables scores_frames and scores_objects written by `evaluate --scores DEST`",
+    )
     p.set_defaults(func=cmd_query)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from ..analytics.query import format_result, query
 
-    table = query(args.output, args.sql, storage_options(args.storage_option))
+    table = query(args.output, args.sql, storage_options(args.storage_option), scores=args.scores)
     text = format_result(table, args.format)
     if text:  # an empty video list prints nothing, not an empty line
         print(text)

@@ -8,11 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from .common import EXIT_OK, ProgressBar, add_end_option, add_storage_option, storage_options
+from ..core.urls import redact
+from .common import (
+    EXIT_OK,
+    ProgressBar,
+    add_end_option,
+    add_storage_option,
+    add_workers_option,
+    local_workers,
+    storage_options,
+)
 
 
 def register_convert(sub: Any) -> None:
     from ..conversion.config import DEFAULT_SHARD_SIZE, pipeline_names
+    from ..core.images import DEFAULT_MAX_PIXELS
 
     p = sub.add_parser(
         "convert",
@@ -37,10 +47,10 @@ def register_convert(sub: Any) -> None:
     p.add_argument(
         "--split", action="append", dest="splits", metavar="NAME", help="only this split (repeatable)"
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        help="parallel shard tasks (default: all cores; with --ray-address the cluster's CPUs)",
+    add_workers_option(
+        p,
+        "parallel shard tasks (with --executor ray: not capped, default the cluster's CPUs)",
+        all_cores=True,
     )
     p.add_argument("--executor", choices=("local", "ray"), help="where tasks run (default local processes)")
     p.add_argument(
@@ -61,6 +71,11 @@ def register_convert(sub: Any) -> None:
         dest="verify_source",
         help="do not check archives against the SHA256SUMS / <file>.sha256 beside them",
     )
+    p.add_argument(
+        "--max-pixels",
+        help=f"refuse a frame or mask whose header declares more pixels, e.g. 268435456 or 16384x16384 "
+        f"(default {DEFAULT_MAX_PIXELS}, twice 8192x8192)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     add_storage_option(p)
@@ -71,7 +86,6 @@ def register_convert(sub: Any) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from ..conversion.config import from_pipeline, parse_void_label
-    from ..conversion.executors import available_cores
     from ..conversion.orchestrate import convert
     from ..core.sizes import parse_size
 
@@ -79,7 +93,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "shard_size": parse_size(args.shard_size) if args.shard_size else None,
         "splits": tuple(args.splits) if args.splits else None,
         # With a cluster address, every CPU of the cluster (the executor counts them once connected).
-        "workers": args.workers or (None if args.ray_address else available_cores()),
+        "workers": _convert_workers(args),
         "executor": args.executor or ("ray" if args.ray_address else None),
         "ray_address": args.ray_address,
         "on_error": args.on_error,
@@ -89,6 +103,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "source_options": storage_options(args.source_option, "--source-option") or None,
         "output_options": storage_options(args.output_option, "--output-option") or None,
         "verify_source": None if args.verify_source else False,
+        "max_pixels": parse_pixels(args.max_pixels) if args.max_pixels else None,
     }
     given = {k: v for k, v in given.items() if v is not None or k == "workers"}
     if args.void_label is not None:
@@ -100,7 +115,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     note = f", reused {result.shards_reused} finished shard(s)" if result.shards_reused else ""
     print(
         f"converted {result.videos} videos, {result.frames} frames into {shards} shards "
-        f"({result.bytes / 1e6:.1f} MB) at {config.output} in {result.seconds:.1f}s{note}"
+        f"({result.bytes / 1e6:.1f} MB) at {redact(config.output)} in {result.seconds:.1f}s{note}"
     )
     if result.skipped:
         warning = f"skipped {result.skipped} broken video(s); see 'skipped' in the manifest"
@@ -109,6 +124,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
             for entry in split["skipped"]:
                 print(f"  skipped {entry['video_id']}: {entry['reason']}", file=sys.stderr)
     return EXIT_OK
+
+
+def _convert_workers(args: argparse.Namespace) -> int | None:
+    """Local processes: at most the cores available. On Ray (asked for, or by a cluster address):
+    as given, or None for every CPU of the cluster (the executor counts them once connected)."""
+    if args.executor == "ray" or args.ray_address:
+        return int(args.workers) if args.workers is not None else None
+    return local_workers(args.workers)
+
+
+def parse_pixels(text: str) -> int:
+    """`--max-pixels`: a count (268435456, 2e8) or WxH (16384x16384); ConfigError otherwise."""
+    try:
+        if "x" in text.lower():
+            width, height = text.lower().split("x")
+            return int(width) * int(height)
+        return int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise ConfigError(f"--max-pixels must be a number of pixels or WxH, got {text!r}") from None
 
 
 def register_demo(sub: Any) -> None:
@@ -158,7 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_NEXT = """
-read it back (README, "Reading the output"), with the Python mose-shards is installed in
+read it back (docs/guide/output.md, "Reading the output"), with the Python mose-shards is installed in
 (after `make demo`: source .venv/bin/activate):
   python -c "import webdataset as wds; \\
     print(next(iter(wds.WebDataset('{out}/shards/train/train-000000.tar', shardshuffle=False))).keys())"

@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.errors import ConfigError, MoseShardsError, ProblemsError
+from ..core.storage import probe
+from ..core.urls import RedactingFilter, redact
 from ..core.version import __version__
-from . import analytics, convert, look, tools
-from .common import EXIT_ERROR, EXIT_USAGE
+from . import analytics, convert, evaluate, look, tools
+from .common import EXIT_ERROR, EXIT_USAGE, storage_options
 
 EPILOG = """\
 examples:
@@ -26,8 +28,9 @@ examples:
   mose-shards verify s3://bucket/mose                recompute hashes, check tables against shards
   mose-shards stats out/ --json                      disappearance, reappearance, mBOR, sizes
   mose-shards query out/ "select * from objects where reappears limit 5"
-  mose-shards show out/ VIDEO -o video.webp          a video with its masks drawn over it
-  mose-shards browse out/                            look at every video in a browser
+  mose-shards evaluate out/ preds/ --split valid      score predictions (MOSEv2 / DAVIS-2017 metrics)
+  mose-shards show out/ VIDEO -o video.webp           a video with its masks drawn over it
+  mose-shards browse out/                             look at every video in a browser
 """
 
 
@@ -38,7 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # no URL password reaches a log line
+        handler.addFilter(RedactingFilter())
     try:
+        if args.command != "convert":  # convert probes its two ends itself, with their own options
+            probe_output(args)
         code: int = args.func(args)
         return code
     except ProblemsError as exc:
@@ -52,9 +59,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MoseShardsError as exc:
         print(f"mose-shards: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:  # a storage library's I/O failure, as one line instead of a traceback
+        if not _is_io_error(exc):
+            raise
+        text = " ".join(str(exc).split()) or "no details"
+        urls = [u for u in (getattr(args, n, None) for n in ("source", "output")) if u and "://" in str(u)]
+        where = "".join(f"{u}: " for u in urls if str(u) not in text)
+        print(f"mose-shards: error: {redact(where + type(exc).__name__ + ': ' + text)}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("mose-shards: interrupted; rerun the same command to finish", file=sys.stderr)
         return 130
+
+
+# Exceptions of the storage stack that mean "cannot reach or read it", not a bug of ours: fsspec's and
+# aiohttp's OSErrors, botocore's connection and credential errors.
+_IO_MODULES = (
+    "botocore",
+    "aiobotocore",
+    "aiohttp",
+    "s3fs",
+    "fsspec",
+    "gcsfs",
+    "adlfs",
+    "requests",
+    "urllib3",
+)
+
+
+def probe_output(args: argparse.Namespace) -> None:
+    """An OUT on an object store that cannot be reached: one line in seconds (core.storage.probe)."""
+    output = getattr(args, "output", None)
+    if isinstance(output, str) and "://" in output:
+        probe(output, storage_options(getattr(args, "storage_option", None)))
+
+
+def _is_io_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _IO_MODULES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +121,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     analytics.register_query,
     tools.register_verify,
     tools.register_export,
+    evaluate.register_evaluate,
     look.register_show,
     look.register_browse,
 ]

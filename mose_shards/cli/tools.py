@@ -6,8 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from ..core.errors import ConfigError
-from .common import EXIT_ERROR, EXIT_OK, ProgressBar, add_end_option, output_command, storage_options
+from .common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    ProgressBar,
+    add_end_option,
+    add_workers_option,
+    local_workers,
+    output_command,
+    storage_options,
+)
 
 
 def register_info(sub: Any) -> None:
@@ -37,17 +45,13 @@ def register_verify(sub: Any) -> None:
         "that the Parquet tables point at the shards' members. Prints one line per damaged, truncated or "
         "missing file; exits 1 when anything is wrong.",
     )
-    p.add_argument(
-        "--workers", type=int, default=1, help="shards checked at a time, in processes (default 1)"
-    )
+    add_workers_option(p, "shards checked at a time", all_cores=False)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_verify)
 
 
 def _workers(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    return int(args.workers)
+    return 1 if args.workers is None else local_workers(args.workers)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -77,9 +81,7 @@ def register_export(sub: Any) -> None:
     )
     p.add_argument("dest", metavar="DEST", help="folder to write the raw tree into")
     add_end_option(p, "--dest-option", "writing DEST")
-    p.add_argument(
-        "--workers", type=int, default=1, help="shards exported at a time, in processes (default 1)"
-    )
+    add_workers_option(p, "shards exported at a time", all_cores=False)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)
 

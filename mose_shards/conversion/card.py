@@ -18,6 +18,7 @@ from typing import Any
 
 from ..core.layout import CARD, shard_glob, table_glob
 from ..core.storage import Store
+from ..core.urls import redact
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _body(doc: dict[str, Any]) -> str:
             "# Video object segmentation shards",
             "",
             f"Converted by mose-shards {doc['tool_version']} (format {doc['format_version']}) "
-            f"from `{doc['source']}`.",
+            f"from `{redact(doc['source'])}`.",
             "",
             "| split | videos | frames | annotated frames | masks | shards |",
             "| --- | --- | --- | --- | --- | --- |",

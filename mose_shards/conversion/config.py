@@ -9,6 +9,7 @@ from typing import Any
 import tomllib
 
 from ..core.errors import ConfigError
+from ..core.images import DEFAULT_MAX_PIXELS
 from ..core.maskpng import DEFAULT_VOID_LABEL
 from ..core.sizes import parse_size
 from .sources import Layout
@@ -51,6 +52,7 @@ class ConvertConfig:
         return {**self.storage_options, **self.output_options}
 
     verify_source: bool = True  # check archives against SHA256SUMS / <file>.sha256 while reading
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per frame and mask, from the header, before decoding
 
     def __post_init__(self) -> None:
         if self.shard_size <= 0:
@@ -61,6 +63,8 @@ class ConvertConfig:
             raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be a positive number of pixels, got {self.max_pixels!r}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
 

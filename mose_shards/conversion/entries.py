@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ..archives import KIND_CODES, Archive, Listing
 from ..core import tarscan
 from ..core.errors import LayoutError
 from ..core.storage import is_local, version_of
-from .archives import Archive
-from .listfile import KIND_CODES, Listing
 from .videos import Blob, Codec, Gathered
 
 

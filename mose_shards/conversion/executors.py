@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
+from ..core.cores import available_cores
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -74,12 +76,6 @@ class ProcessExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity: `taskset`, a container's cpuset): the
-    default --workers, and the threads that list a .tar.gz."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _die_with_parent() -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as coco_mask
 
+from ..core.images import DEFAULT_MAX_PIXELS
 from ..core.maskpng import DEFAULT_VOID_LABEL, PLACEHOLDER_PNG, decode_mask, object_ids
 
 __all__ = ["DEFAULT_VOID_LABEL", "PLACEHOLDER_PNG", "MaskInfo", "ObjectMask", "analyze", "decode_rle"]
@@ -29,9 +30,11 @@ class MaskInfo:
     objects: tuple[ObjectMask, ...]
 
 
-def analyze(data: bytes, void_label: int | None = DEFAULT_VOID_LABEL) -> MaskInfo:
-    """Object ids, areas, boxes and RLEs of one mask PNG."""
-    ids = decode_mask(data)
+def analyze(
+    data: bytes, void_label: int | None = DEFAULT_VOID_LABEL, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> MaskInfo:
+    """Object ids, areas, boxes and RLEs of one mask PNG (ValueError above `max_pixels` pixels)."""
+    ids = decode_mask(data, max_pixels)
     height, width = ids.shape
     objects = []
     present = object_ids(ids, void_label)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import manifest as manifest_mod
-from ..core.errors import ConfigError, LayoutError, OutputError, ProblemsError
+from ..core.errors import ConfigError, LayoutError, MoseShardsError, OutputError, ProblemsError
 from ..core.layout import (
     DONE_DIR,
     LEASE_FILE,
@@ -38,7 +38,7 @@ from ..core.layout import (
     WORK_DIR,
     shard_name,
 )
-from ..core.storage import Store
+from ..core.storage import Store, probe
 from .config import ConvertConfig
 from .executors import Executor, ProcessExecutor, available_cores, make_executor
 from .lease import Lease
@@ -87,14 +87,21 @@ def convert(
     started = time.monotonic()
     notify = progress or (lambda *_: None)
     store = Store(config.output, config.output_storage)
+    probe(config.source, config.source_storage)  # an unreachable store: one line in seconds
+    probe(config.output, config.output_storage)
     if config.executor == "ray":
         from .ray_executor import refuse_local_paths
 
         refuse_local_paths(config.ray_address, _local_paths(config))  # before anything is read or written
     _refuse_foreign(store, config.overwrite)  # before anything is written into OUT, the lease included
+    existed = store.exists(""), store.exists(WORK_DIR)
     with Lease(store) as lease, _early_workers(config, executor) as early:  # one writer per output
         executor = executor or early
-        splits, skipped, plans, digest = _plan(config, store, notify)
+        try:
+            splits, skipped, plans, digest = _plan(config, store, notify)
+        except MoseShardsError:
+            _undo_new(store, *existed)
+            raise
         notify("plan", sum(len(p.videos) for p in plans), len(plans))
         if _prepare(store, config, digest):
             existing = manifest_mod.read(store.url, config.output_storage)[1]
@@ -136,6 +143,17 @@ def _early_workers(config: ConvertConfig, executor: Executor | None) -> Iterator
         yield early
     finally:
         early.close()
+
+
+def _undo_new(store: Store, out_existed: bool, work_existed: bool) -> None:
+    """A source that cannot be opened or listed (a mistyped SRC, a file that is no archive) leaves
+    nothing behind: the work folder this run made (lease, listing caches) goes, and OUT with it when
+    the run made OUT. An output that was there before keeps what it had."""
+    if work_existed:
+        return
+    store.delete(WORK_DIR, recursive=True)
+    if not out_existed and not store.listdir(""):
+        store.delete("", recursive=True)
 
 
 def _plan(
@@ -349,6 +367,7 @@ def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
         output=config.output,
         void_label=config.void_label,
         on_error=config.on_error,
+        max_pixels=config.max_pixels,
         source_options=config.source_storage,
         output_options=config.output_storage,
     )

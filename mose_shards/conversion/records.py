@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from ..core.errors import DataError
+from ..core.images import DEFAULT_MAX_PIXELS, open_image
 from ..core.layout import sample_key
 from . import masks as mask_ops
 from .sources import Frame, SourceVideo
@@ -30,21 +28,26 @@ class VideoRecords:
     video: dict[str, Any] = field(default_factory=dict)
 
 
-def jpeg_size(data: bytes, where: str) -> tuple[int, int]:
-    """(width, height) of a JPEG from its header; DataError for a non-JPEG or truncated file."""
+def jpeg_size(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of a JPEG from its header; DataError for a non-JPEG or truncated file, or one
+    of more than `max_pixels` pixels."""
     if not data.startswith(b"\xff\xd8"):
         raise DataError(where, "not a JPEG file")
     if not data.rstrip(b"\0").endswith(JPEG_EOI):
         raise DataError(where, "truncated JPEG (no end-of-image marker)")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, max_pixels, "JPEG") as img:
             return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(where, f"unreadable JPEG ({exc})") from None
+    except ValueError as exc:
+        raise DataError(where, str(exc)) from None
 
 
 def build_video(
-    video: SourceVideo, jpgs: Sequence[bytes], pngs: Sequence[bytes | None], void_label: int | None
+    video: SourceVideo,
+    jpgs: Sequence[bytes],
+    pngs: Sequence[bytes | None],
+    void_label: int | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> VideoRecords:
     """Validate one video and turn it into samples and rows (shard offsets are filled in later)."""
     out = VideoRecords()
@@ -53,14 +56,14 @@ def build_video(
     annotated: list[int] = []
     frames = video.frames
     for index, (frame, jpg, png) in enumerate(zip(frames, jpgs, pngs, strict=True)):
-        size = jpeg_size(jpg, str(frame.jpg))
+        size = jpeg_size(jpg, str(frame.jpg), max_pixels)
         if index == 0:
             width, height = size
         elif size != (width, height):
             raise DataError(
                 str(frame.jpg), f"frame is {size[0]}x{size[1]}, the video's first frame {width}x{height}"
             )
-        infos = _mask_rows(video, index, frame, png, size, void_label)
+        infos = _mask_rows(video, index, frame, png, size, void_label, max_pixels)
         if png is not None:
             annotated.append(index)
         for row in infos:
@@ -92,12 +95,13 @@ def _mask_rows(
     png: bytes | None,
     size: tuple[int, int],
     void_label: int | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[dict[str, Any]]:
     if png is None:
         return []
     where = str(frame.png)
     try:
-        info = mask_ops.analyze(png, void_label)
+        info = mask_ops.analyze(png, void_label, max_pixels)
     except ValueError as exc:
         raise DataError(where, str(exc)) from None
     except (OSError, SyntaxError) as exc:

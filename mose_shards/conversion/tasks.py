@@ -25,6 +25,7 @@ from typing import Any
 
 from ..core import layout
 from ..core.errors import DataError, OutputError
+from ..core.images import DEFAULT_MAX_PIXELS
 from ..core.schema import TABLES
 from ..core.storage import Store
 from .plan import ShardPlan
@@ -47,6 +48,7 @@ class ShardTask:
     source_options: dict[str, Any] = field(default_factory=dict)
     output_options: dict[str, Any] = field(default_factory=dict)
     part: tuple[int, int] | None = None  # (k, n): the k-th of n runs of the shard's videos
+    max_pixels: int = DEFAULT_MAX_PIXELS  # a frame or mask declaring more is refused (per video)
     run: str = ""  # the run's id: the parts of one shard meet in a folder named by it
 
 
@@ -138,7 +140,7 @@ def _convert(task: ShardTask, store: Store, videos: Sequence[SourceVideo], write
             try:
                 if isinstance(read, DataError):
                     raise read
-                records = _build(video, read, task.void_label)
+                records = _build(video, read, task.void_label, task.max_pixels)
             except DataError as exc:
                 if task.on_error == "strict":
                     out.errors.append(str(exc))
@@ -307,11 +309,11 @@ def _blobs(video: SourceVideo) -> list[Blob]:
     return frames + [video.pngs.blob(i) for i in range(len(video.pngs))]
 
 
-def _build(video: SourceVideo, data: list[bytes], void_label: int | None) -> VideoRecords:
+def _build(video: SourceVideo, data: list[bytes], void_label: int | None, max_pixels: int) -> VideoRecords:
     count = video.num_frames
     masks = video.mask_of()
     pngs = [None if m is None else data[count + m] for m in masks]
-    return build_video(video, data[:count], pngs, void_label)
+    return build_video(video, data[:count], pngs, void_label, max_pixels)
 
 
 def _collect(rows: dict[str, list[dict[str, Any]]], records: VideoRecords, shard: str) -> None:

@@ -16,8 +16,10 @@ from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..core.layout import name_problem
+
 if TYPE_CHECKING:
-    from .archives import Archive
+    from ..archives import Archive
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg")
 MASK_EXTENSIONS = (".png",)
@@ -199,6 +201,10 @@ def pair(
     """Pair each JPEG with its mask by frame name and order frames numerically: the video, or every
     problem found (then no video)."""
     problems: list[str] = []
+    unfit = name_problem(video_id)
+    if unfit is not None:  # refused before any of its files is read: the other commands cannot carry it
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in where)  # one line, whatever the name
+        return None, [f"{shown}: {unfit}"]
     found: dict[str, dict[int, int]] = {}  # kind -> frame number -> file index
     listed: dict[str, Files] = {}  # kind -> its files, in listing order
     for kind, gathered, exts in (("frame", jpgs, FRAME_EXTENSIONS), ("mask", pngs, MASK_EXTENSIONS)):

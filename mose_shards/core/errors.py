@@ -6,9 +6,16 @@ exits non-zero, never a traceback. They subclass stdlib bases so callers can als
 
 from __future__ import annotations
 
+from typing import Any
+
+from .urls import redact
+
 
 class MoseShardsError(Exception):
-    """Base of every error mose-shards raises on purpose."""
+    """Base of every error mose-shards raises on purpose; URL credentials in its message are masked."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class LayoutError(MoseShardsError, ValueError):
@@ -55,7 +62,7 @@ class ProblemsError(MoseShardsError, ValueError):
     """Several problems found at once: one line each, file first."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
+        self.problems = [redact(p) for p in problems]
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the source:"
         super().__init__("\n".join([head, *self.problems]))

@@ -16,6 +16,8 @@ The only place that spells them. An output folder holds:
 
 from __future__ import annotations
 
+import unicodedata
+
 MANIFEST = "manifest.json"
 CARD = "README.md"
 SHARDS_DIR = "shards"
@@ -83,3 +85,25 @@ def split_member(name: str) -> tuple[str, str]:
     """(sample key, extension) of a tar member name: the extension follows the last dot."""
     key, _, ext = name.rpartition(".")
     return key, ext
+
+
+def name_problem(name: str) -> str | None:
+    """Why a video id (a folder name of the source) cannot be carried by every command, or None.
+
+    The id becomes a folder again in `export`, a line of `query --format video-list` and of a
+    `Source(videos=)` file, and part of every tar member name: so it must be one non-empty path
+    component of printable UTF-8 without surrounding whitespace. The one check of it, at convert time.
+    """
+    if name in ("", ".", ".."):
+        return f"video name {name!r} is not a folder name"
+    if "/" in name or "\\" in name:
+        return f"video name {name!r} holds a path separator ('/' or '\\')"
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in name):
+        return f"video name {name!r} holds a control or line-break character"
+    if name != name.strip():
+        return f"video name {name!r} starts or ends with whitespace"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"video name {name!r} is not valid UTF-8"
+    return None

@@ -10,6 +10,7 @@ from .errors import ConfigError, OutputError
 from .layout import MANIFEST
 from .schema import TABLES, schema_versions
 from .storage import StorageOptions, Store
+from .urls import redact
 from .version import __version__
 
 FORMAT = "mose-shards"
@@ -44,12 +45,13 @@ def build(
             entry["tables"][table].append(result.tables[table])
         entry["skipped"] += result.skipped
     for entry in splits.values():
-        entry["skipped"].sort(key=lambda s: s["video_id"])
+        entry["skipped"] = sorted(({**s, "reason": redact(s["reason"])} for s in entry["skipped"]),
+                                  key=lambda s: s["video_id"])  # fmt: skip
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
-        "source": source,
+        "source": redact(source),
         "options": options,
         "schemas": schema_versions(),
         "splits": splits,
@@ -96,10 +98,15 @@ def read(url: str, storage_options: StorageOptions | None = None) -> tuple[Store
     """The store of an output and its parsed manifest; OutputError when missing or not ours."""
     root, name = locate(url)
     store = Store(root, storage_options)
-    if not store.exists(name):
-        raise OutputError(f"{store.url_of(name)}: no manifest (not a mose-shards output, or unfinished)")
+    try:  # one request: on object storage a round trip each, and this is every reader's first
+        data = store.read(name)
+    except OutputError:
+        if store.exists(name):
+            raise
+        what = "no manifest (not a mose-shards output, or unfinished)"
+        raise OutputError(f"{store.url_of(name)}: {what}") from None
     try:
-        doc = json.loads(store.read(name))
+        doc = json.loads(data)
     except ValueError as exc:
         raise OutputError(f"{store.url_of(name)}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

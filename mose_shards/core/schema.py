@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 TABLES = ("videos", "frames", "masks", "objects")
+SCORE_TABLES = ("scores_frames", "scores_objects")  # written by `evaluate --scores`, not by convert
 
 _PRIMITIVES = {
     "string": pa.string(),
@@ -53,8 +54,8 @@ def load_document(name: str) -> dict[str, Any]:
 @cache
 def table_schema(name: str) -> pa.Schema:
     """The Arrow schema of one output table, with the schema version in its metadata."""
-    if name not in TABLES:
-        raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+    if name not in TABLES + SCORE_TABLES:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES + SCORE_TABLES)}")
     doc = load_document(name)
     fields = [
         pa.field(
@@ -75,7 +76,8 @@ def schema_versions() -> dict[str, int]:
 
 
 def markdown() -> str:
-    """The README's column reference, generated from the schema files (a test keeps them in sync)."""
+    """The column reference of docs/guide/tables.md, generated from the schema files (a test keeps them
+    in sync)."""
     parts = []
     for name in TABLES:
         doc = load_document(name)

@@ -88,6 +88,13 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    @property
+    def _whole_file(self) -> dict[str, Any]:
+        """Options of a whole-file read: s3fs asks for a file's size (a HEAD, one more round trip)
+        before reading it unless it is told to read in one request, which small files want."""
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
+        return {"max_concurrency": 1} if "s3" in protocols else {}
+
     def path(self, rel: str) -> str:
         """The filesystem path of a relative path."""
         return join(self.root, rel)
@@ -114,7 +121,7 @@ class Store:
     def read(self, rel: str) -> bytes:
         """The whole file; OutputError naming it when it is missing."""
         try:
-            data: bytes = self.fs.cat_file(self.path(rel))
+            data: bytes = self.fs.cat_file(self.path(rel), **self._whole_file)
         except FileNotFoundError:
             raise OutputError(f"{self.url_of(rel)}: file not found") from None
         return data
@@ -213,3 +220,35 @@ def replace_durably(target: str, data: bytes, tmp: str) -> None:
 def _local_tmp(target: str) -> str:
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     return f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+# The probe's client: a refused or silent endpoint fails in seconds, not after botocore's default
+# five attempts with backoff (8-12 s); the real work keeps the caller's own retry settings.
+PROBE_CONFIG = {
+    "connect_timeout": 3,
+    "read_timeout": 10,
+    "retries": {"total_max_attempts": 2, "mode": "standard"},
+}
+
+
+def probe(url: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> None:
+    """OutputError naming the URL (credentials masked) when its object store cannot be reached at all.
+
+    One request through a separate, impatient client. Only an unreachable endpoint is reported here;
+    anything else (a missing key, a refused credential) is left to the reader, which says it better.
+    """
+    text = os.fspath(url)
+    if not text.startswith(("s3://", "s3a://")):
+        return
+    options = dict(storage_options or {})
+    options["config_kwargs"] = {**dict(options.get("config_kwargs") or {}), **PROBE_CONFIG}
+    try:
+        fs, path = fsspec.core.url_to_fs(text, skip_instance_cache=True, **options)
+        fs.retries = 1  # s3fs's own retry loop on top of botocore's
+        fs.exists(path)
+    except Exception as exc:
+        if type(exc).__name__ not in ("EndpointConnectionError", "ConnectTimeoutError"):
+            return
+        endpoint = options.get("endpoint_url") or dict(options.get("client_kwargs") or {}).get("endpoint_url")
+        shown = f" at {endpoint}" if endpoint else ""
+        raise OutputError(f"{text}: cannot reach the object store{shown} ({exc})") from None

@@ -2,7 +2,7 @@
 
 Every consumer (loader, stats, plots, verify, export) reads table parts through here. `query` hands the
 same file list to DuckDB. Parts are read from bytes, not through a Python file object, and without
-Arrow's thread pool: pyarrow's threads holding Python objects sometimes abort the interpreter at exit
+starting Arrow's thread pools (see read_part): a worker of theirs alive at exit aborts the interpreter
 ("terminate called without an active exception").
 """
 
@@ -27,15 +27,17 @@ def read_part(store: Store, rel: str, columns: Sequence[str] | None = None) -> p
     """One Parquet part as a pyarrow Table; OutputError naming it when missing or unreadable."""
     data = store.read(rel)
     try:
-        # In the calling thread: with Arrow's threads, a buffer of the Python bytes could be released
-        # from one of them during interpreter exit, which aborts the process (seen 1 run in ~10 of
-        # `verify` at MOSEv2 size). Callers fetch parts in parallel threads of their own.
-        return pq.read_table(
-            pa.BufferReader(data),
-            columns=list(columns) if columns is not None else None,
-            use_threads=False,
-            pre_buffer=False,
-        )
+        # ParquetFile.read(use_threads=False) decodes in the calling thread and starts no thread of
+        # Arrow's. pq.read_table goes through the dataset scanner, which spawns row-group reads on
+        # Arrow's global thread pool even with use_threads=False; a worker of that pool still alive
+        # when the interpreter exits is a joinable std::thread destroyed at exit: std::terminate,
+        # "terminate called without an active exception", SIGABRT after the command had finished.
+        # (read_table also imports pyarrow.dataset and pandas: 0.3-0.5 s of every reader's start-up.)
+        with pq.ParquetFile(pa.BufferReader(data), pre_buffer=False) as part:
+            table: pa.Table = part.read(
+                columns=list(columns) if columns is not None else None, use_threads=False
+            )
+        return table
     except (pa.ArrowException, OSError) as exc:
         raise OutputError(f"{store.url_of(rel)}: not a readable Parquet file ({exc})") from None
 

@@ -82,8 +82,13 @@ class ClipLoader(DataLoader):
         ds: ClipDataset = self.dataset  # type: ignore[assignment]
         self._epoch, self._start = ds._position.get()
         self._steps = 0
+        starting = self.num_workers > 0 and (not self.persistent_workers or self._iterator is None)
+        if starting and ds.remote:  # each worker's first clip read here, its client made meanwhile
+            ds.prime(self.num_workers)
         try:
-            for batch in super().__iter__():
+            batches = super().__iter__()  # the workers start, each with its copy of what was primed
+            ds._primed = None
+            for batch in batches:
                 self._steps += 1
                 self._blocks.release()  # blocks of batches the loop has dropped go back to their worker
                 self._blocks.receive(batch)

@@ -22,13 +22,14 @@ from .batches import collate_batch
 from .cache import DEFAULT_LIMIT, ShardCache
 from .decode import check_short_side, decode_frame_mask, decode_image, keep_objects
 from .distribution import EpochSchedule, Items, epoch_items
-from .framefetch import stream_frames
+from .framefetch import PartialVideo, stream_frames
 from .index import IndexedVideo, VideoList
 from .mixture import MaxSkip, MixedReader, Source, as_sources, max_skip_at, mixture_items, open_sources
+from .priming import Primed, claim, prime
 from .progress import SharedPosition, check_state
 from .retry import RetryPolicy
 from .sampling import ClipOptions, choose_objects, item_rng, sample_positions
-from .stream import FetchedVideo, Reader, stream_videos
+from .stream import FetchedVideo, Reader, is_s3, stream_videos, with_session
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,13 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.cache_dir, self.cache_limit = cache_dir, cache_limit
         # Each source's index and subset, resolved once here (a `where` runs now, never in workers).
         self.opened = open_sources(self.sources, self.options, verify, self.retry)
+        # the clients the index was read with serve this process's shard reads: no second session
+        self._opened_stores: tuple[int, list[Store | None]] | None = (
+            os.getpid(),
+            [o.store for o in self.opened],
+        )
+        for o in self.opened:
+            o.store = None  # clients are per process: a pickled dataset carries none
         self.index, self.counts = self.opened[0].index, self.opened[0].counts
         self.void_label = self.opened[0].void_label
         self._position = SharedPosition()
@@ -136,8 +144,14 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self._yielded = 0  # items this copy yielded in its current pass
         self._pass_start = 0
         self._readers: tuple[int, Reader, list[Store]] | None = None  # (pid, reader, its stores)
+        self._primed: dict[int, Primed] | None = None  # workers' first videos, read here (priming.py)
         if any(str(o.root).startswith(("s3://", "s3a://")) for o in self.opened):
             self._warm()
+
+    @property
+    def remote(self) -> bool:
+        """True when a source is on object storage (or any store behind a network)."""
+        return any("://" in o.root and not o.root.startswith(("file://", "memory://")) for o in self.opened)
 
     @property
     def videos(self) -> VideoList:
@@ -210,22 +224,38 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
     def __iter__(self) -> Iterator[dict[str, Any]]:
         # Read the shared position now, not when the generator first runs.
         worker, num_workers = _worker()
+        epoch, start, items, padding = self.share(worker, num_workers)
+        ready = claim(self, worker, num_workers, epoch, start, items)  # read by the main process
+        return self._run(epoch, items, padding, main=_worker_info() is None, ready=ready)
+
+    def share(self, worker: int, num_workers: int, peek: bool = False) -> tuple[int, int, Items, np.ndarray]:
+        """(epoch, start, items, padding) of a DataLoader worker's share of the pass that starts now;
+        unless `peek`, the pass starts (a resume's skip is used up)."""
         epoch, start = self._position.get()
         if self._skip and self._skip_workers not in (None, num_workers):
             raise ConfigError(
                 f"this state dict resumes inside a DataLoader worker's share, which needs "
                 f"{self._skip_workers} workers, not {num_workers}"
             )
-        skip, self._skip = self._skip, 0
+        skip = self._skip
         items = self.items(epoch)
         schedule = EpochSchedule(len(items), self.global_batch, start, self.drop_last)
         positions = schedule.positions(self.rank, self.batch_size, worker, num_workers)[skip:]
         index, padding = schedule.resolve(positions)
-        self._pass_start, self._yielded = start, skip
-        return self._run(epoch, items.take(index), padding, main=_worker_info() is None)
+        if not peek:
+            self._skip = 0
+            self._pass_start, self._yielded = start, skip
+        return epoch, start, items.take(index), padding
 
-    def _run(self, epoch: int, items: Items, padding: np.ndarray, main: bool) -> Iterator[dict[str, Any]]:
-        for item in self._generate(epoch, items, padding):
+    def prime(self, num_workers: int) -> None:
+        """Read each of `num_workers` DataLoader workers' first video here, before they start
+        (priming.py); ClipLoader does so on object storage."""
+        prime(self, num_workers)
+
+    def _run(
+        self, epoch: int, items: Items, padding: np.ndarray, main: bool, ready: PartialVideo | None = None
+    ) -> Iterator[dict[str, Any]]:
+        for item in self._generate(epoch, items, padding, ready):
             self._yielded += 1
             yield item
         if main:  # the pass is over: the next one starts the epoch afresh
@@ -239,11 +269,15 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         made = self._readers
         if made is not None and made[0] == os.getpid():
             return made[1]
-        before = made[2] if made is not None else [None] * len(self.opened)
-        stores = [
-            Store(o.root, _with_session(o.source.storage_options, parent))
-            for o, parent in zip(self.opened, before, strict=True)
-        ]
+        opened_here = self._opened_stores is not None and self._opened_stores[0] == os.getpid()
+        if made is None and opened_here and self._opened_stores is not None:
+            stores = [s for s in self._opened_stores[1] if s is not None]
+        else:
+            before = made[2] if made is not None else [None] * len(self.opened)
+            stores = [
+                Store(o.root, with_session(o.source.storage_options, parent))
+                for o, parent in zip(self.opened, before, strict=True)
+            ]
         cache = ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir is not None else None
         readers = [Reader(store, self.retry, cache) for store in stores]
         reader = (
@@ -258,15 +292,17 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self.reader()
         assert self._readers is not None
         for store in self._readers[2]:
-            if _is_s3(store.fs):
+            if is_s3(store.fs):
                 store.fs.connect()  # s3fs: the session and its client
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_readers"] = None  # clients are per process; a spawned worker makes its own
+        state["_readers"] = state["_opened_stores"] = None  # clients are per process
         return state
 
-    def _generate(self, epoch: int, items: Items, padding: np.ndarray) -> Iterator[dict[str, Any]]:
+    def _generate(
+        self, epoch: int, items: Items, padding: np.ndarray, ready: PartialVideo | None = None
+    ) -> Iterator[dict[str, Any]]:
         videos = items.video
         new_video = np.ones(len(videos), bool)  # consecutive items of a video share one read
         new_video[1:] = (videos[1:] != videos[:-1]) | (items.source[1:] != items.source[:-1])
@@ -281,7 +317,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             wanted = [
                 self.frames_of(e, epoch, c.tolist(), s) for e, (c, s) in zip(order, groups, strict=True)
             ]
-            fetched = stream_frames(self.reader(), order, wanted, self.prefetch, self.verify)
+            fetched = stream_frames(self.reader(), order, wanted, self.prefetch, self.verify, ready)
         current: FetchedVideo | None = None
         for i in range(len(videos)):
             if current is None or new_video[i]:
@@ -340,19 +376,6 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
             "epoch": epoch,
             "source": source,
         }
-
-
-def _is_s3(fs: Any) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    return "s3" in protocols and hasattr(fs, "connect")
-
-
-def _with_session(options: StorageOptions | None, parent: Store | None) -> StorageOptions | None:
-    """The storage options, plus the parent process's S3 session when there is one to reuse."""
-    session = getattr(parent.fs, "session", None) if parent is not None and _is_s3(parent.fs) else None
-    if session is None or (options and "session" in options):
-        return options
-    return {**(options or {}), "session": session}
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

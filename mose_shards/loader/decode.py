@@ -11,7 +11,6 @@ then resized bilinearly to it; a mask is resized nearest-neighbour, straight fro
 from __future__ import annotations
 
 import importlib
-import io
 import warnings
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import ConfigError
+from ..core.images import check_pixels, open_image
 from ..core.maskpng import decode_mask
 from .pngids import decode_ids
 
@@ -110,7 +110,7 @@ def _resize_rgb(image: np.ndarray, target: Size) -> np.ndarray:
 
 
 def _pil_image(data: bytes, short_side: int | None) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
+    with open_image(data) as img:
         target = target_size(*img.size, short_side)
         if short_side is not None and img.format == "JPEG":
             img.draft("RGB", target)  # DCT-domain downscale to the smallest scale >= target
@@ -120,7 +120,9 @@ def _pil_image(data: bytes, short_side: int | None) -> np.ndarray:
 
 def decode_image(data: bytes, short_side: int | None = None) -> np.ndarray:
     """A JPEG (or any image Pillow reads) -> HxWx3 uint8; with `short_side`, resized so that its
-    shorter side is exactly that many pixels (DCT-scaled decode, then bilinear)."""
+    shorter side is exactly that many pixels (DCT-scaled decode, then bilinear). ValueError (one
+    line) for bytes no decoder reads, and above the default pixel cap (core/images.py)."""
+    check_pixels(data)
     fast = _fast_jpeg(data, short_side)
     return fast if fast is not None else _pil_image(data, short_side)
 
@@ -130,6 +132,7 @@ def decode_frame_mask(data: bytes, has_mask: bool, short_side: int | None = None
     placeholder of an unannotated frame."""
     if not has_mask:
         return None
+    check_pixels(data)  # before the fast path inflates height x width bytes
     target = None if short_side is None else (lambda w, h: target_size(w, h, short_side))
     fast = decode_ids(data, target)
     if fast is not None:

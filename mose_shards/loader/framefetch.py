@@ -2,7 +2,9 @@
 
 A clip of 8 frames from a 24-frame video needs a third of the video's bytes. Each frame's members
 (.jpg, .json, .png) are adjacent in the shard, so a frame is one byte span; spans closer than `GAP`
-merge into one read (a GET costs a round trip, a few hundred KB cost less). The spans of a video
+merge into one read, and a clip whose frames fill at least a quarter of the bytes from its first to
+its last is one read (a GET costs a round trip and a few ms of client CPU, some MB between frames
+cost less). The spans of a video
 are read in parallel, and several videos are in flight (`prefetch`), so a 20 ms round trip is
 hidden behind decoding. Whole-video reads (stream.py) remain for whole-video items.
 """
@@ -20,6 +22,7 @@ from .index import IndexedVideo
 from .stream import FetchedVideo, Reader
 
 GAP = 256 * 1024  # read through gaps up to this many bytes rather than issue another request
+COVER, COVER_LIMIT = 4, 32 << 20  # a clip is one read when its frames fill a quarter of it (clip_spans)
 Span = tuple[int, int]  # [start, end) in the shard
 
 
@@ -36,6 +39,33 @@ def frame_spans(entry: IndexedVideo, positions: Sequence[int], gap: int = GAP) -
         else:
             merged.append((start, end))
     return merged
+
+
+def clip_spans(entry: IndexedVideo, positions: Sequence[int], gap: int = GAP) -> list[Span]:
+    """The reads of a clip: one span from its first frame to its last when the bytes between its
+    frames are few (the span at most `COVER` times the frames' own bytes and at most `COVER_LIMIT`:
+    a clip cut with skips, frames of a sampling), so that it costs one request, the bytes in
+    between costing less than another round trip; else `frame_spans`, read at once in parallel."""
+    spans = frame_spans(entry, positions, gap)
+    own = sum(end - start for start, end in spans)
+    cover = spans[-1][1] - spans[0][0] if spans else 0
+    return [(spans[0][0], spans[-1][1])] if spans and cover <= min(COVER * own, COVER_LIMIT) else spans
+
+
+def fetch_frames(
+    reader: Reader, entry: IndexedVideo, positions: Sequence[int], pool: ThreadPoolExecutor | None = None,
+    verify: bool = False,
+) -> PartialVideo:  # fmt: skip
+    """The given frames of a video, read (retried) as `clip_spans` says: the first span in this
+    thread, the others at the same time in `pool`; checked as the loader checks every read."""
+    spans = clip_spans(entry, positions)
+    others = [(s, pool.submit(reader.read, entry.shard, s, e - s)) for s, e in spans[1:]] if pool else []
+    start, end = spans[0]
+    parts = [(start, reader.read(entry.shard, start, end - start))]
+    parts += [(s, future.result()) for s, future in others]
+    parts += [(s, reader.read(entry.shard, s, e - s)) for s, e in spans[1 + len(others) :]]
+    where = reader.where(entry.shard, start, parts[-1][0] + len(parts[-1][1]) - start)
+    return _checked(entry, min(positions), PartialVideo(entry, parts, where, verify))
 
 
 class PartialVideo(FetchedVideo):
@@ -67,11 +97,12 @@ def _checked(entry: IndexedVideo, first: int, video: PartialVideo) -> PartialVid
 
 def stream_frames(
     reader: Reader, entries: Sequence[IndexedVideo], wanted: Sequence[Sequence[int]], prefetch: int = 4,
-    verify: bool = False,
+    verify: bool = False, ready: PartialVideo | None = None,
 ) -> Iterator[FetchedVideo]:  # fmt: skip
     """The given videos, in order, each holding at least the frames `wanted` of it; the spans of up
     to `prefetch` videos are read at once, in parallel. The first video is read alone (its clip
-    waits for nothing else), the next ones while it is decoded."""
+    waits for nothing else), the next ones while it is decoded; `ready` is the first video already
+    read (priming.py)."""
     depth = max(1, prefetch)
     pool = ThreadPoolExecutor(max_workers=depth * 2, thread_name_prefix="mose-shards-frames")
     pending: deque[tuple[IndexedVideo, int, list[tuple[int, Future[bytes]]]]] = deque()
@@ -79,11 +110,16 @@ def stream_frames(
 
     def submit() -> None:
         entry, positions = todo.popleft()
-        spans = frame_spans(entry, positions)
+        spans = clip_spans(entry, positions)
         reads = [(s, pool.submit(reader.read, entry.shard, s, e - s)) for s, e in spans]
         pending.append((entry, min(positions), reads))
 
     try:
+        if ready is not None and todo:
+            todo.popleft()  # read already: the next videos are requested while it is decoded
+            while todo and len(pending) < depth:
+                submit()
+            yield ready
         while todo or pending:
             if not pending:  # the start: the first video's reads alone, so that they arrive soonest
                 submit()

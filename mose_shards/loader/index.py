@@ -8,8 +8,13 @@ split (470k frames) costs tens of MB per DataLoader worker and pickles as a few 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import threading
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,7 +22,7 @@ import pyarrow as pa
 
 from ..core.errors import OutputError
 from ..core.manifest import split_entry
-from ..core.storage import Store
+from ..core.storage import StorageOptions, Store
 from ..core.tables import read_parts
 
 TAR_BLOCK = 512
@@ -93,9 +98,18 @@ class SplitIndex:
     has_png_digest: np.ndarray | None = None
     object_ids: np.ndarray | None = None  # uint8, every frame's objects end to end (objects.py)
     object_start: np.ndarray | None = None  # int64, len(frames) + 1
+    split: str = ""
+    _by_id: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.video_shard)
+
+    def position(self, video_id: str) -> int | None:
+        """The index of a video by id (None when the split has no such video); a dict made on first use."""
+        by_id = self._by_id
+        if by_id is None:
+            by_id = self._by_id = {v: i for i, v in enumerate(self.video_ids.to_pylist())}
+        return by_id.get(video_id)
 
     def video(self, i: int) -> IndexedVideo:
         a, b = int(self.first_frame[i]), int(self.first_frame[i + 1])
@@ -235,9 +249,62 @@ def _empty(shards: list[Shard]) -> SplitIndex:
     )  # fmt: skip
 
 
+def options_key(url: str, storage_options: StorageOptions | None = None) -> str:
+    """A short name for (output, storage options), equal in every process."""
+    text = json.dumps([url.rstrip("/"), dict(storage_options or {})], sort_keys=True, default=_plain_repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain_repr(value: Any) -> str:
+    """How an option that is not JSON (an S3 session handed to a worker) enters the key: by type, so
+    that a worker's key equals its parent's."""
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+# Every index in use in this process, by (output, options, split, the manifest's entry of the split):
+# the ClipDatasets, FrameReaders and SAM 2 datasets of one output share one, so the frames table is
+# read once per process. Weak: an index no reader holds any more is freed, and read again if asked.
+_LOADED: weakref.WeakValueDictionary[tuple[str, bool], SplitIndex] = weakref.WeakValueDictionary()
+_LOADED_LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    global _LOADED_LOCK
+    _LOADED_LOCK = threading.Lock()  # one a parent's thread held at the fork would never be released
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _registry_key(store: Store, doc: dict[str, Any], split: str) -> str:
+    described = json.dumps(split_entry(store, doc, split), sort_keys=True, default=str).encode()
+    return f"{options_key(store.url, store.storage_options)}/{hashlib.sha256(described).hexdigest()}/{split}"
+
+
+def loaded_index(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex | None:
+    """The index of a split already loaded in this process (see `shared_index`), if any."""
+    key = _registry_key(store, doc, split)
+    with _LOADED_LOCK:
+        return _LOADED.get((key, True)) or (None if verify else _LOADED.get((key, False)))
+
+
+def shared_index(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex:
+    """`load_index`, once per process for each output and split: an index already loaded here (by a
+    ClipDataset, a FrameReader or a ShardRawDataset) is handed out again; one with sha256 digests
+    serves a reader that does not verify too."""
+    found = loaded_index(store, doc, split, verify)
+    if found is not None:
+        return found
+    index = load_index(store, doc, split, verify)
+    with _LOADED_LOCK:
+        return _LOADED.setdefault((_registry_key(store, doc, split), verify), index)
+
+
 def load_index(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex:
     """The index of a split, in manifest (shard) order; `verify` also loads keys and sha256 digests."""
     entry = split_entry(store, doc, split)
     shards = [Shard(s["path"], int(s["bytes"]), s["sha256"]) for s in entry["shards"]]
     columns = COLUMNS + (VERIFY_COLUMNS if verify else ())
-    return build_index(read_parts(store, entry["tables"]["frames"], list(columns)), shards, verify)
+    index = build_index(read_parts(store, entry["tables"]["frames"], list(columns)), shards, verify)
+    index.split = split
+    return index

@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 
 from ..core import manifest
 from ..core.errors import ConfigError
+from ..core.sql import check_where, connect_output, named_tables, run
 from ..core.storage import StorageOptions, Store, url_to_fs
-from ..core.views import connect_output, duckdb_module, first_line
 from .distribution import Items
-from .index import Shard, SplitIndex, load_index
-from .objects import add_frame_objects
+from .index import Shard, SplitIndex
+from .objects import index_with_objects
 from .retry import RetryingStore, RetryPolicy, retried
 from .sampling import ClipOptions, clip_counts
 from .stream import Reader
@@ -106,7 +106,7 @@ def select_videos(
 ) -> set[str] | None:
     """The video ids the source keeps among `known` (its split's videos), or None for all of them.
 
-    `where` runs once, here, through the shared DuckDB views of this split; `videos` must all exist.
+    `where` runs once, here, in the SQL sandbox over this split's tables; `videos` must all exist.
     """
     chosen: set[str] | None = None
     known_set = set(known)
@@ -128,20 +128,21 @@ def select_videos(
 
 
 def where_videos(where: str, name: str, store: Store, doc: dict[str, Any], split: str) -> set[str]:
-    """The ids of the split's videos for which the SQL expression holds; ConfigError with DuckDB's
-    message for SQL it rejects, and for an empty result."""
-    duckdb = duckdb_module()
-    con = connect_output(store, doc, [split])
+    """The ids of the split's videos for which the SQL expression holds, run in the sandbox of
+    core/sql.py; ConfigError naming the source for text that is not one expression, for SQL DuckDB
+    rejects, and for an empty result."""
     try:
-        # The newline keeps a trailing `--` comment from swallowing the closing parenthesis.
-        rows = con.execute(f"SELECT DISTINCT video_id FROM videos WHERE (\n{where}\n)").fetchall()
-    except duckdb.Error as exc:
-        raise ConfigError(f"{name}: where {where!r} failed: {first_line(exc)}") from None
-    finally:
-        con.close()
+        sql = check_where(where)
+        con = connect_output(store, doc, [split], named_tables(sql))
+        try:
+            rows = run(con, sql, what="where").column("video_id").to_pylist()
+        finally:
+            con.close()
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
     if not rows:
         raise ConfigError(f"{name}: where {where!r} selects no video")
-    return {str(r[0]) for r in rows}
+    return {str(r) for r in rows}
 
 
 def read_video_ids(
@@ -233,6 +234,7 @@ class OpenedSource:
     index: SplitIndex
     counts: np.ndarray
     void_label: int | None
+    store: Store | None = None  # the store the index was read with, to reuse in this process
 
 
 def open_sources(
@@ -247,8 +249,8 @@ def open_sources(
         url = os.fspath(source.url)
         plain, doc = retried(partial(manifest.read, url, source.storage_options), policy, url)
         store = RetryingStore(plain, policy)
-        index = load_index(store, doc, source.split, verify=verify)
-        add_frame_objects(store, doc, source.split, index)  # which objects each frame shows
+        # once per process, with which objects each frame shows (frames and masks read at once)
+        index = index_with_objects(store, doc, source.split, verify)
         counts = clip_counts(index.num_objects, index.first_frame, options)
         chosen = select_videos(source, name, store, doc, index.video_ids.to_pylist())
         if chosen is not None:
@@ -263,7 +265,7 @@ def open_sources(
             raise ConfigError(
                 f"{where}{' in the subset' if chosen else ''} fits a clip of {options.clip_length} frames"
             )
-        out.append(OpenedSource(source, name, store.url, index, counts, doc["options"]["void_label"]))
+        out.append(OpenedSource(source, name, store.url, index, counts, doc["options"]["void_label"], plain))
     return out
 
 

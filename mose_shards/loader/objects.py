@@ -7,6 +7,7 @@ tuple per frame: a MOSEv2-size split has 470k frames.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,16 +18,38 @@ from ..core.errors import OutputError
 from ..core.manifest import split_entry
 from ..core.storage import Store
 from ..core.tables import read_parts
-from .index import SplitIndex
+from .index import SplitIndex, loaded_index, shared_index
 
 COLUMNS = ("video_id", "frame_index", "object_id")
 
 
-def add_frame_objects(store: Store, doc: dict[str, Any], split: str, index: SplitIndex) -> None:
-    """Fill `index.object_ids` / `index.object_start` from the masks table; OutputError when it
-    disagrees with the frames table's per-frame object counts."""
-    paths = split_entry(store, doc, split)["tables"]["masks"]
-    tables = read_parts(store, paths, COLUMNS)
+def index_with_objects(store: Store, doc: dict[str, Any], split: str, verify: bool = False) -> SplitIndex:
+    """The split's index (`shared_index`: once per process) with each frame's objects; the masks
+    table is fetched while the frames table is, one round trip for both."""
+    found = loaded_index(store, doc, split, verify)
+    if found is not None and found.object_ids is not None:
+        return found
+    with ThreadPoolExecutor(1, thread_name_prefix="mose-shards-masks") as pool:
+        masks = pool.submit(read_mask_parts, store, doc, split)
+        index = found or shared_index(store, doc, split, verify)
+        tables = masks.result()
+    if index.object_ids is None:
+        add_frame_objects(store, doc, split, index, tables)
+    return index
+
+
+def read_mask_parts(store: Store, doc: dict[str, Any], split: str) -> list[pa.Table]:
+    """The masks table's parts, the columns `add_frame_objects` needs."""
+    return read_parts(store, split_entry(store, doc, split)["tables"]["masks"], COLUMNS)
+
+
+def add_frame_objects(
+    store: Store, doc: dict[str, Any], split: str, index: SplitIndex, tables: list[pa.Table] | None = None
+) -> None:
+    """Fill `index.object_ids` / `index.object_start` from the masks table (its parts, read here
+    unless given); OutputError when it disagrees with the frames table's per-frame object counts."""
+    if tables is None:
+        tables = read_mask_parts(store, doc, split)
     table = pa.concat_tables(tables) if tables else None
     frames = len(index.has_mask)
     if table is None or table.num_rows == 0:

@@ -11,51 +11,19 @@ gives the same ids or the error.
 
 from __future__ import annotations
 
-import struct
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ..core.maskpng import indexed_png
+
 _deflate: Any
 try:  # optional: libdeflate; zlib gives the same bytes, slower
     import deflate as _deflate
 except ImportError:  # pragma: no cover - depends on the environment
     _deflate = None
-
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_INDEXED = {(8, 3), (8, 0)}  # (bit depth, colour type): 8-bit palette, 8-bit grayscale
-
-
-def _chunks(data: bytes) -> tuple[tuple[int, int], bytes] | None:
-    """((width, height), concatenated IDAT) of an 8-bit palette/gray non-interlaced PNG, else None."""
-    if not data.startswith(SIGNATURE):
-        return None
-    pos, size, idat = len(SIGNATURE), None, []
-    while pos + 12 <= len(data):
-        (length,) = struct.unpack_from(">I", data, pos)
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        if len(body) != length or len(data) < pos + 12 + length:
-            return None
-        if kind in (b"IHDR", b"IDAT"):
-            (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
-            if zlib.crc32(body, zlib.crc32(kind)) != crc:
-                return None
-        if kind == b"IHDR":
-            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            if (depth, colour) not in _INDEXED or interlace or not width or not height:
-                return None
-            size = (width, height)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if size is None or not idat:
-        return None
-    return size, b"".join(idat)
 
 
 def _inflate(stream: bytes, expected: int) -> bytes | bytearray | None:
@@ -78,7 +46,7 @@ def nearest_indices(source: int, target: int) -> np.ndarray:
 def decode_ids(data: bytes, target: Callable[[int, int], tuple[int, int]] | None = None) -> np.ndarray | None:
     """The HxW uint8 id map of a mask PNG, nearest-resized to `target(width, height)` (a (width,
     height)) when given; None when the file is not of the fast kind."""
-    found = _chunks(data)
+    found = indexed_png(data)
     if found is None:
         return None
     (width, height), stream = found

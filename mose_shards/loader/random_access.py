@@ -1,182 +1,209 @@
-"""One frame and its mask by (video id, frame index), with one ranged read of its shard.
+"""Frames and masks by (video id, frame index), with ranged reads of their shard, never the shard.
 
 The `frames` table gives each member's offset; a frame's `.jpg`, `.json` and `.png` are adjacent in
-the tar, so a single GET covers them. The shard itself is never downloaded.
+the tar, and a video's frames follow each other, so a clip is one ranged read (`read_clip`), and a
+frame read alone brings the ones after it (readahead.py): reading a video frame after frame, or as
+SAM 2's sampler does, costs one request per window of frames, not one per frame.
 
-The table is read per split by the loader's index builder (`index.load_index`, the one reader of
-the frames table) and held as a few numpy columns by video id (`SplitFrames`), on first use.
-`shared_reader` keeps one `FrameReader` per output and process, so every consumer in a process (the
-SAM 2 adapter, its iopath handler, direct reads) loads the index once; a reader pickles as its URL
-and options alone and reloads lazily where it lands.
+The index is the loader's one `SplitIndex` (index.py), shared in the process with every ClipDataset
+and ShardRawDataset of the output (`index.shared_index`), read on first use. `shared_reader` keeps
+one `FrameReader` per output and process. A reader pickles with its manifest and the indexes it has
+loaded, so a DataLoader worker reads neither again; its storage client is made where it lands.
+Reads are retried under a `RetryPolicy` (retry.py) and checked against the frames table, read-ahead
+bytes as well as the others.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import numpy as np
 
 from ..core import manifest
 from ..core.errors import ConfigError
 from ..core.storage import StorageOptions, Store
 from .decode import check_short_side, decode_frame_mask, decode_image
-from .index import load_index
+from .framefetch import PartialVideo, fetch_frames
+from .index import MEMBER_COLUMNS, IndexedVideo, SplitIndex, options_key, shared_index
+from .readahead import READ_AHEAD_BYTES, READ_AHEAD_FRAMES, ReadAhead
+from .retry import RetryingStore, RetryPolicy
+from .stream import Reader, Sample, with_session
 
 Row = dict[str, Any]
-MEMBERS = ("jpg_offset", "jpg_size", "png_offset", "png_size", "json_offset", "json_size")
-
-
-@dataclass(frozen=True)
-class SplitFrames:
-    """One split's frames table, columnar: a video's rows are contiguous and in frame order."""
-
-    split: str
-    videos: dict[str, range]  # video id -> its rows, in sorted id order
-    frame_names: np.ndarray  # per row, str
-    has_mask: np.ndarray  # bool
-    num_objects: np.ndarray  # int32
-    shard_ids: np.ndarray  # int32, into `shards`
-    shards: tuple[str, ...]  # relative to the output root
-    members: np.ndarray  # int64 [rows, 6]: MEMBERS
-
-    def row(self, video_id: str, frame_index: int) -> int | None:
-        rows = self.videos.get(video_id)
-        return rows[frame_index] if rows is not None and 0 <= frame_index < len(rows) else None
-
-    def as_dict(self, video_id: str, row: int) -> Row:
-        """The frames-table row (the loader's COLUMNS) of one of the video's rows, as a dict."""
-        out: Row = {
-            "video_id": video_id,
-            "frame_index": row - self.videos[video_id].start,
-            "frame_name": str(self.frame_names[row]),
-            "has_mask": bool(self.has_mask[row]),
-            "num_objects": int(self.num_objects[row]),
-            "shard": self.shards[int(self.shard_ids[row])],
-        }
-        out.update(zip(MEMBERS, (int(v) for v in self.members[row]), strict=True))
-        return out
-
-
-def split_frames(store: Store, doc: dict[str, Any], split: str) -> SplitFrames:
-    """A split's frames table, read by the loader's index builder (`index.load_index`), by video id."""
-    index = load_index(store, doc, split)
-    first = index.first_frame
-    ids = index.video_ids.to_pylist()
-    return SplitFrames(
-        split=split,
-        videos={v: range(int(first[i]), int(first[i + 1])) for i, v in sorted(enumerate(ids), key=_by_id)},
-        frame_names=np.asarray(index.frame_names.to_pylist(), dtype=str),
-        has_mask=index.has_mask,
-        num_objects=index.num_objects,
-        shard_ids=np.repeat(index.video_shard, np.diff(first)).astype(np.int32),
-        shards=tuple(s.path for s in index.shards),
-        members=index.members,
-    )
-
-
-def _by_id(item: tuple[int, str]) -> str:
-    return item[1]
+MEMBERS = MEMBER_COLUMNS
+READS_AT_ONCE = 4  # the spans of a clip whose frames lie apart, read in parallel
 
 
 class FrameReader:
-    """Random access to the frames of an output; each split's frames table is read once, on demand."""
+    """Random access to the frames of an output; each split's index is loaded once, on demand.
 
-    def __init__(self, url: str, storage_options: StorageOptions | None = None) -> None:
+    `read_ahead` (frames) and `read_ahead_bytes` bound what a read of one frame brings along
+    (readahead.py; `read_ahead=1` reads the frame alone); `retry` governs every read; with
+    `verify`, every member handed out is checked against the frames table's sha256.
+    """
+
+    def __init__(
+        self, url: str, storage_options: StorageOptions | None = None, *, read_ahead: int = READ_AHEAD_FRAMES,
+        read_ahead_bytes: int = READ_AHEAD_BYTES, retry: RetryPolicy | None = None, verify: bool = False,
+    ) -> None:  # fmt: skip
         self.url = url
         self.storage_options = dict(storage_options or {})
+        self.retry, self.verify = retry or RetryPolicy(), verify
+        self._ahead_options = (read_ahead, read_ahead_bytes)
+        ReadAhead(read_ahead, read_ahead_bytes)  # checks the options now
+        self._indexes: dict[str, SplitIndex] = {}
+        store, self._doc = manifest.read(url, self.storage_options)
+        self._root = store.url
+        self._local: tuple[int, Store, Reader, ReadAhead, ThreadPoolExecutor] | None = None
+        self._inherited: Any = None
         self._lock = threading.Lock()
-        self._splits: dict[str, SplitFrames] = {}
-        self._store, self._doc = manifest.read(url, self.storage_options)
-        self._pid = os.getpid()
+        self._made(store)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "storage_options": self.storage_options}  # the index stays behind
+        state = self.__dict__.copy()  # the manifest and the loaded indexes travel; clients do not
+        state["_local"] = state["_lock"] = state["_inherited"] = None
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.url, self.storage_options = state["url"], state["storage_options"]
-        self._lock, self._splits, self._pid = threading.Lock(), {}, -1
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _made(self, store: Store | None = None) -> tuple[Store, Reader, ReadAhead, ThreadPoolExecutor]:
+        """This process's store, range reader, read-ahead and read threads (made anew after a fork
+        or an unpickling: fsspec clients and threads do not cross processes)."""
+        local = self._local
+        if local is None or local[0] != os.getpid():
+            with self._lock:
+                return self._make(store)
+        return local[1:]
+
+    def _make(self, store: Store | None) -> tuple[Store, Reader, ReadAhead, ThreadPoolExecutor]:
+        local = self._local
+        if local is None or local[0] != os.getpid():
+            # the parent's client stays referenced: freed here, s3fs's finalizer would try to close
+            # it on the parent's event loop, which does not run in this process
+            self._inherited = local
+            # a forked worker's client reuses the parent's S3 session (service models loaded)
+            options = with_session(self.storage_options, local[1] if local is not None else None)
+            store = store or Store(self._root, options)
+            pool = ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="mose-shards-clip")
+            local = (os.getpid(), store, Reader(store, self.retry), ReadAhead(*self._ahead_options), pool)
+            self._local = local
+        return local[1:]
 
     @property
     def store(self) -> Store:
-        """The output's store; made anew in a forked child (fsspec clients do not survive a fork)."""
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    # the parent's client stays referenced: freed here, s3fs's finalizer would try to
-                    # close it on the parent's event loop, which does not run in this process
-                    self._inherited = getattr(self, "_store", None)
-                    self._store, self._doc = manifest.read(self.url, self.storage_options)
-                    self._pid = os.getpid()
-        return self._store
+        """The output's store."""
+        return self._made()[0]
 
     @property
     def doc(self) -> dict[str, Any]:
         """The manifest."""
-        self.store  # noqa: B018 - loads the manifest after unpickling
         return self._doc
 
-    def frames(self, split: str) -> SplitFrames:
-        """The frames table of a split (read at the first call, kept after)."""
-        found = self._splits.get(split)
+    @property
+    def ahead(self) -> ReadAhead:
+        """This process's read-ahead windows of this reader."""
+        return self._made()[2]
+
+    def index(self, split: str) -> SplitIndex:
+        """The index of a split (loaded at the first call, or found loaded in this process)."""
+        found = self._indexes.get(split)
         if found is None:
-            with self._lock:
-                found = self._splits.get(split)
-            if found is None:
-                found = split_frames(self.store, self.doc, split)
-                with self._lock:
-                    found = self._splits.setdefault(split, found)
+            store = RetryingStore(self.store, self.retry)
+            found = self._indexes.setdefault(split, shared_index(store, self._doc, split, self.verify))
         return found
 
-    def _find(self, video_id: str, frame_index: int, split: str | None) -> tuple[SplitFrames, int]:
-        splits = manifest.select_splits(self.store, self.doc, [split] if split is not None else None)
+    def _find(self, video_id: str, frame_index: int | None, split: str | None) -> tuple[SplitIndex, int]:
+        """(index, video position) of a video holding the frame (any frame when None)."""
+        splits = manifest.select_splits(self.store, self._doc, [split] if split is not None else None)
         for name in sorted(splits):
-            frames = self.frames(name)
-            row = frames.row(video_id, frame_index)
-            if row is not None:
-                return frames, row
-        raise ConfigError(f"{self.url}: no frame {frame_index} of video {video_id!r} in {', '.join(splits)}")
+            index = self.index(name)
+            video = index.position(video_id)
+            length = -1 if video is None else int(index.first_frame[video + 1] - index.first_frame[video])
+            if video is not None and (frame_index is None or 0 <= frame_index < length):
+                return index, video
+        what = f"frame {frame_index} of video" if frame_index is not None else "video"
+        raise ConfigError(f"{self.url}: no {what} {video_id!r} in {', '.join(splits)}")
 
     def locate(self, video_id: str, frame_index: int, split: str | None = None) -> tuple[str, Row]:
         """(split, frames-table row) of a frame; ConfigError naming what was not found."""
-        frames, row = self._find(video_id, frame_index, split)
-        return frames.split, frames.as_dict(video_id, row)
+        index, video = self._find(video_id, frame_index, split)
+        entry = index.video(video)
+        out: Row = {
+            "video_id": video_id,
+            "frame_index": frame_index,
+            "frame_name": str(entry.frame_names[frame_index]),
+            "has_mask": bool(entry.has_mask[frame_index]),
+            "num_objects": int(entry.num_objects[frame_index]),
+            "shard": entry.shard.path,
+        }
+        out.update(zip(MEMBERS, (int(v) for v in entry.members[frame_index]), strict=True))
+        return index.split, out
 
-    def fetch(self, frames: SplitFrames, row: int) -> tuple[bytes, bytes]:
-        """(jpg, png) bytes of one frame with one ranged read covering both members."""
-        jpg_at, jpg_size, png_at, png_size = (int(v) for v in frames.members[row, :4])
-        start, end = min(jpg_at, png_at), max(jpg_at + jpg_size, png_at + png_size)
-        data = self.store.read_range(frames.shards[int(frames.shard_ids[row])], start, end - start)
-        return data[jpg_at - start : jpg_at - start + jpg_size], data[
-            png_at - start : png_at - start + png_size
-        ]
+    def fetch(self, entry: IndexedVideo, positions: Sequence[int]) -> PartialVideo:
+        """The given frames of a video, in one coalesced read where they lie together (retried,
+        checked); no read-ahead."""
+        _, reader, _, pool = self._made()
+        return fetch_frames(reader, entry, list(positions), pool, self.verify)
+
+    def sample(self, index: SplitIndex, video: int, position: int) -> Sample:
+        """One frame's members {jpg, png, json}, through the read-ahead."""
+        entry = index.video(video)
+        return self.ahead.sample(index.split, entry, video, position, self.fetch)
+
+    def plan(self, index: SplitIndex, video: int, step: int, stop: int) -> None:
+        """Tell the read-ahead which frames of a video a sampler draws from (every `step`-th below
+        `stop`), so that a window brings those."""
+        self.ahead.plan(index.split, video, step, stop)
 
     def read(
         self, video_id: str, frame_index: int, split: str | None = None, short_side: int | None = None
     ) -> dict[str, Any]:
         """{split, video_id, frame_index, frame_name, image (HxWx3 uint8), mask (HxW uint8 or None)};
-        with `short_side`, image and mask are resized so that their shorter side is that size."""
+        with `short_side`, image and mask are resized so that their shorter side is that size. The
+        frames after it come in the same read, for the reads that follow (readahead.py)."""
         check_short_side(short_side)
-        frames, row = self._find(video_id, frame_index, split)
-        jpg, png = self.fetch(frames, row)
-        return {
-            "split": frames.split,
-            "video_id": video_id,
-            "frame_index": frame_index,
-            "frame_name": str(frames.frame_names[row]),
-            "image": decode_image(jpg, short_side),
-            "mask": decode_frame_mask(png, bool(frames.has_mask[row]), short_side),
-        }
+        index, video = self._find(video_id, frame_index, split)
+        return _frame(index, video, frame_index, self.sample(index, video, frame_index), short_side)
+
+    def read_clip(
+        self, video: str, frames: Sequence[int], split: str | None = None, short_side: int | None = None
+    ) -> list[dict[str, Any]]:
+        """What `read` gives for each of the frames (indices, in the order given), with one request
+        for all of them when they lie together in the shard (framefetch.clip_spans)."""
+        check_short_side(short_side)
+        wanted = [int(f) for f in frames]
+        if not wanted:
+            return []
+        index, position = self._find(video, None, split)
+        entry = index.video(position)
+        bad = [f for f in wanted if not 0 <= f < entry.num_frames]
+        if bad:
+            raise ConfigError(f"{self.url}: no frame {bad[0]} of video {video!r} in {index.split}")
+        samples = self.fetch(entry, sorted(set(wanted)))
+        return [_frame(index, position, f, samples[f], short_side) for f in wanted]
+
+
+def _frame(
+    index: SplitIndex, video: int, position: int, sample: Sample, short_side: int | None
+) -> dict[str, Any]:
+    entry = index.video(video)
+    return {
+        "split": index.split,
+        "video_id": entry.video_id,
+        "frame_index": position,
+        "frame_name": str(entry.frame_names[position]),
+        "image": decode_image(sample["jpg"], short_side),
+        "mask": decode_frame_mask(sample["png"], bool(entry.has_mask[position]), short_side),
+    }
 
 
 def reader_key(url: str, storage_options: StorageOptions | None = None) -> str:
     """A short name for (output, options), equal in every process: the key of `shared_reader`."""
-    text = json.dumps([url.rstrip("/"), dict(storage_options or {})], sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return options_key(url, storage_options)
 
 
 _SHARED: dict[str, FrameReader] = {}
@@ -204,6 +231,12 @@ def shared_reader(url: str, storage_options: StorageOptions | None = None) -> Fr
         return reader
 
 
+def adopt_reader(key: str, reader: FrameReader) -> FrameReader:
+    """Make an unpickled reader this process's shared reader under `key`, unless there is one."""
+    with _SHARED_LOCK:
+        return _SHARED.setdefault(key, reader)
+
+
 def registered_reader(key: str) -> FrameReader | None:
     """The shared reader made under `key` in this process, if any."""
     with _SHARED_LOCK:
@@ -219,4 +252,4 @@ def read_frame(
     short_side: int | None = None,
 ) -> dict[str, Any]:
     """One frame and its mask (None without annotation); for many frames keep a FrameReader."""
-    return FrameReader(url, storage_options).read(video_id, frame_index, split, short_side)
+    return FrameReader(url, storage_options, read_ahead=1).read(video_id, frame_index, split, short_side)

@@ -98,7 +98,13 @@ class RetryingStore(Store):
     """A Store whose whole-file reads (manifest, table parts) are retried under a policy."""
 
     def __init__(self, store: Store, policy: RetryPolicy) -> None:
-        super().__init__(store.url, store.storage_options)
+        # the same filesystem client: making another costs a session and a connection (skip_instance_cache)
+        self.url, self.storage_options, self.fs, self.root = (
+            store.url,
+            store.storage_options,
+            store.fs,
+            store.root,
+        )
         self.policy = policy
 
     def read(self, rel: str) -> bytes:

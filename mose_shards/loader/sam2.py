@@ -6,10 +6,13 @@ and open each `frame.image_path` with iopath's `g_pathmgr`. Here the videos come
 table (read once per process, shared with `FrameReader`), image paths are `mose-shards://` URLs
 served by an iopath `PathHandler` registered by this module, and masks come from the shards.
 
-GETs: a frame's `.jpg` and `.png` are adjacent in its shard, so one ranged read fetches both; the
-last frames read are kept in memory (`RECENT_BYTES`), so SAM 2 touching a sampled frame four times
-(the sampler loads the first mask twice, `load_images` opens each image, `construct` loads each
-mask) still costs one GET per frame. A frame the index says has no object costs none.
+GETs: a video's frames lie together in its shard, and the first frame of a clip that SAM 2's sampler
+touches brings the ones it reads next (every `sample_rate`-th, as the video lists them) in the same
+ranged read (readahead.py, through the process's `FrameReader`): a clip costs one GET, and SAM 2
+touching each sampled frame up to four times (the sampler loads the first mask twice, `load_images`
+opens each image, `construct` loads each mask) is served from memory. A frame the index says has
+no object costs nothing. The dataset pickles with its reader (manifest and index), so DataLoader
+workers read neither again.
 
 SAM 2 itself is never imported: the objects handed out have the fields of its `VOSVideo` and
 `VOSFrame`, which is all its code reads.
@@ -21,8 +24,7 @@ import gc
 import io
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +35,8 @@ from ..core.errors import ConfigError, MissingDependencyError, MissingMaskError,
 from ..core.maskpng import object_ids
 from ..core.storage import StorageOptions, url_to_fs
 from .decode import check_short_side, decode_frame_mask, decode_image
-from .random_access import FrameReader, SplitFrames, reader_key, registered_reader, shared_reader
+from .index import SplitIndex
+from .random_access import FrameReader, adopt_reader, reader_key, registered_reader, shared_reader
 
 try:
     from iopath.common.file_io import PathHandler, g_pathmgr
@@ -41,7 +44,6 @@ except ImportError:  # the SAM 2 adapter needs iopath; the rest of the package d
     raise MissingDependencyError("iopath", "sam2") from None
 
 SCHEME = "mose-shards://"
-RECENT_BYTES = 64 << 20  # member bytes kept per process: several clips of full-HD frames
 
 
 def _torch() -> Any:
@@ -80,53 +82,6 @@ def segments(png: bytes, void_label: int | None, short_side: int | None = None) 
     return {oid: torch.from_numpy(binary[oid]) for oid in sorted(binary, key=first.__getitem__)}
 
 
-# --- the frames recently fetched, shared by segment loaders and the path handler -------------------
-
-
-class _RecentFrames:
-    """(jpg, png) of the last frames read in this process, by (reader key, split, row); LRU by bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[tuple[str, str, int], tuple[bytes, bytes]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, int], fetch: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                return found
-        found = fetch()
-        with self._lock:
-            if key not in self._items:
-                self._items[key] = found
-                self._bytes += len(found[0]) + len(found[1])
-            while self._bytes > self.limit and len(self._items) > 1:
-                _, (jpg, png) = self._items.popitem(last=False)
-                self._bytes -= len(jpg) + len(png)
-        return found
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-    def after_fork(self) -> None:
-        """Empty, with a fresh lock: a forked DataLoader worker starts its own."""
-        self._lock = threading.Lock()
-        self._items, self._bytes = OrderedDict(), 0
-
-
-RECENT = _RecentFrames(RECENT_BYTES)
-os.register_at_fork(after_in_child=RECENT.after_fork)
-
-
-def _frame_bytes(key: str, reader: FrameReader, frames: SplitFrames, row: int) -> tuple[bytes, bytes]:
-    return RECENT.get((key, frames.split, row), lambda: reader.fetch(frames, row))
-
-
 # --- image paths: mose-shards://<reader key>/<split>/<video id>/<frame name>.jpg -------------------
 
 
@@ -138,27 +93,25 @@ def frame_path(key: str, split: str, video_id: str, frame_name: str, short_side:
     return f"{SCHEME}{key}/{split}/{video_id}/{frame_name}.jpg{size}"
 
 
-def _locate(path: str) -> tuple[str, FrameReader, SplitFrames, int]:
-    """(reader key, shared reader, split frames, row) of a frame path; nothing is fetched."""
+def _locate(path: str) -> tuple[FrameReader, SplitIndex, int, int]:
+    """(shared reader, split index, video, frame position) of a frame path; nothing is fetched."""
     key, split, video_id, frame_name = _parse(_size_of(path)[0])
     reader = registered_reader(key)
     if reader is None:
         raise OutputError(f"{path}: no ShardRawDataset of this output was made in this process")
-    frames = reader.frames(split)
-    rows = frames.videos.get(video_id)
-    names = frames.frame_names[rows.start : rows.stop] if rows is not None else np.array([], str)
-    hits = np.flatnonzero(names == frame_name)
-    if rows is None or len(hits) != 1:
+    index = reader.index(split)
+    video = index.position(video_id)
+    names = index.video(video).frame_names.to_pylist() if video is not None else []
+    if video is None or names.count(frame_name) != 1:
         raise FileNotFoundError(f"{path}: no frame {frame_name} in {split} video {video_id!r}, {reader.url}")
-    return key, reader, frames, rows.start + int(hits[0])
+    return reader, index, video, names.index(frame_name)
 
 
 def open_frame_path(path: str) -> io.BytesIO:
     """The JPEG behind a frame path, read through this process's shared reader of its output (the
     decoded frame at training size for a path ending in `?short_side=N`)."""
-    key, reader, frames, row = _locate(path)
-    jpg, _ = _frame_bytes(key, reader, frames, row)
-    return image_file(jpg, _size_of(path)[1])
+    reader, index, video, position = _locate(path)
+    return image_file(reader.sample(index, video, position)["jpg"], _size_of(path)[1])
 
 
 def _size_of(path: str) -> tuple[str, int | None]:
@@ -243,30 +196,30 @@ class ShardVideo:
 class ShardSegmentLoader:
     """`load(frame_idx)` -> {object id: BoolTensor[H, W]} for one video, like SAM 2's segment loaders."""
 
-    def __init__(self, key: str, reader: FrameReader, frames: SplitFrames, video_id: str,
-                 void_label: int | None, short_side: int | None = None) -> None:  # fmt: skip
-        self.video_id = video_id
-        self._key, self._reader, self._frames, self._void = key, reader, frames, void_label
+    def __init__(self, reader: FrameReader, index: SplitIndex, video: int, void_label: int | None,
+                 short_side: int | None = None) -> None:  # fmt: skip
+        self._reader, self._index, self._video, self._void = reader, index, video, void_label
         self._short_side = short_side
-        rows = frames.videos[video_id]
-        self._rows = {int(frames.frame_names[r]): r for r in rows}
+        self._entry = entry = index.video(video)
+        self.video_id = entry.video_id
+        self._positions = {int(n): p for p, n in enumerate(entry.frame_names.to_pylist())}
 
     def load(self, frame_idx: int) -> dict[int, Any]:
         """Every object of the frame's mask; MissingMaskError naming video and frame when it has none."""
-        row = self._rows.get(int(frame_idx))
-        frames = self._frames
-        where = f"{self._reader.url}: {frames.split} video {self.video_id!r}"
-        if row is None:
+        position = self._positions.get(int(frame_idx))
+        entry = self._entry
+        where = f"{self._reader.url}: {self._index.split} video {self.video_id!r}"
+        if position is None:
             raise MissingMaskError(f"{where} has no frame numbered {frame_idx}")
-        if not frames.has_mask[row]:
-            raise MissingMaskError(f"{where}, frame {frames.frame_names[row]}: this frame has no mask")
-        if frames.num_objects[row] == 0:
+        if not entry.has_mask[position]:
+            raise MissingMaskError(f"{where}, frame {entry.frame_names[position]}: this frame has no mask")
+        if entry.num_objects[position] == 0:
             return {}  # known from the index: nothing to fetch
-        _, png = _frame_bytes(self._key, self._reader, frames, row)
+        png = self._reader.sample(self._index, self._video, position)["png"]
         return segments(png, self._void, self._short_side)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._positions)
 
 
 def _plain(value: Any) -> Any:
@@ -312,9 +265,9 @@ class ShardRawDataset:
         self.sample_rate = sample_rate
         self.truncate_video = truncate_video
         register_path_handler()
-        frames = self._frames()  # the main process reads the index here; workers on first use
+        index = self._index()  # read here, once: workers get it with the pickled dataset
         self.void_label: int | None = self._reader.doc["options"]["void_label"]
-        self.video_names = self._select(frames, file_list_txt, excluded_videos_list_txt)
+        self.video_names = self._select(index, file_list_txt, excluded_videos_list_txt)
         # Unreachable fsspec/s3fs clients (ours from reading lists, or the caller's) must be finalized
         # here: collected in a forked DataLoader worker, they try to close on this process's event loop
         # and print "Task exception was never retrieved" tracebacks.
@@ -328,14 +281,14 @@ class ShardRawDataset:
     def _reader(self) -> FrameReader:
         return shared_reader(self.url, self.storage_options)
 
-    def _frames(self) -> SplitFrames:
-        return self._reader.frames(self.split)
+    def _index(self) -> SplitIndex:
+        return self._reader.index(self.split)
 
-    def _select(self, frames: SplitFrames, file_list: str | None, excluded_list: str | None) -> list[str]:
-        subset = self._read_list(file_list) if file_list is not None else list(frames.videos)
+    def _select(self, index: SplitIndex, file_list: str | None, excluded_list: str | None) -> list[str]:
+        subset = self._read_list(file_list) if file_list is not None else index.video_ids.to_pylist()
         excluded = set(self._read_list(excluded_list)) if excluded_list is not None else set()
         names = sorted(v for v in subset if v not in excluded)
-        unknown = sorted({v for v in names if v not in frames.videos})
+        unknown = sorted({v for v in names if index.position(v) is None})
         if unknown:
             skipped = {s["video_id"] for s in self._reader.doc["splits"][self.split].get("skipped", [])}
             shown = ", ".join(
@@ -362,19 +315,28 @@ class ShardRawDataset:
     def get_video(self, idx: int) -> tuple[ShardVideo, ShardSegmentLoader]:
         """(video, segment_loader) of the idx-th video in name order; frame_idx is the file name's number."""
         video_id = self.video_names[idx]
-        frames = self._frames()
-        rows = frames.videos[video_id]
-        names = frames.frame_names[rows.start : rows.stop]
+        index, reader = self._index(), self._reader
+        video = index.position(video_id)
+        assert video is not None  # checked when the names were selected
+        names = index.video(video).frame_names.to_pylist()
         if self.truncate_video > 0:
             names = names[: self.truncate_video]
+        reader.plan(index, video, self.sample_rate, len(names))  # what a read brings along
         key = self._key
         chosen = [
             ShardFrame(int(n), frame_path(key, self.split, video_id, str(n), self.short_side))
             for n in names[:: self.sample_rate]
         ]
-        loader = ShardSegmentLoader(key, self._reader, frames, video_id, self.void_label, self.short_side)
+        loader = ShardSegmentLoader(reader, index, video, self.void_label, self.short_side)
         return ShardVideo(video_id, idx, chosen), loader
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the reader travels with its manifest and index: a worker reads neither again
+        return {**self.__dict__, "_carried": self._reader}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
+        carried = state.pop("_carried", None)
         self.__dict__.update(state)
+        if carried is not None:
+            adopt_reader(self._key, carried)
         register_path_handler()  # a spawned worker opens image paths too

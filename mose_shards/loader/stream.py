@@ -13,9 +13,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.errors import OutputError
-from ..core.storage import Store
+from ..core.storage import StorageOptions, Store
 from .cache import ShardCache
 from .index import IndexedVideo, Shard
 from .retry import RetryPolicy, retried
@@ -158,3 +159,17 @@ def stream_videos(
             yield from split_videos(run, data, where, verify)
     finally:  # on an error or an abandoned pass, reads not started yet never start
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def is_s3(fs: Any) -> bool:
+    """An s3fs filesystem (it has a session to share and a client to connect)."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return "s3" in protocols and hasattr(fs, "connect")
+
+
+def with_session(options: StorageOptions | None, parent: Store | None) -> StorageOptions | None:
+    """The storage options, plus the parent process's S3 session when there is one to reuse."""
+    session = getattr(parent.fs, "session", None) if parent is not None and is_s3(parent.fs) else None
+    if session is None or (options and "session" in options):
+        return options
+    return {**(options or {}), "session": session}

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core import manifest as manifest_mod
 from ..core.errors import LayoutError, OutputError
-from ..core.layout import MEMBERS
+from ..core.layout import MEMBERS, name_problem
 from ..core.storage import StorageOptions, Store
 from ..core.tables import read_part
 from ..core.tarfmt import iter_samples
@@ -164,6 +164,9 @@ def _safe_name(name: str, where: str) -> None:
     """A single path component: a shard must not make us write outside DEST."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise OutputError(f"{where}: {name!r} would escape the export folder")
+    unfit = name_problem(name)  # convert refuses these; a shard made elsewhere may still hold one
+    if unfit is not None:
+        raise OutputError(f"{where}: {unfit}")
 
 
 def _files(info: dict[str, Any], members: dict[str, bytes]) -> list[tuple[str, bytes]]:

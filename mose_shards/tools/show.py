@@ -1,8 +1,8 @@
 """`mose-shards show`: one video of an output with its masks drawn over it, as an animation
 (.webp, .gif, .mp4) or a contact sheet (.png).
 
-Frames come from the shards by ranged reads (the loader's FrameReader: one GET per frame, covering
-its JPEG and PNG), so only the video's bytes are read, from a folder, s3:// or http alike. Everything
+Frames come from the shards by ranged reads (the loader's FrameReader: one GET for frames that lie
+together), so only the video's bytes are read, from a folder, s3:// or http alike. Everything
 is checked (format, split, video, frames, objects) before a byte is written, and the file is written
 under a temporary name and renamed, so a failure leaves no file.
 """
@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..core import manifest
 from ..core.errors import ConfigError, MissingDependencyError
 from ..core.storage import StorageOptions
-from ..loader.decode import check_short_side, decode_frame_mask, decode_image
-from ..loader.random_access import FrameReader, SplitFrames
+from ..loader.decode import check_short_side
+from ..loader.index import SplitIndex
+from ..loader.random_access import FrameReader
 from . import overlay
 from .predictions import PredictionReader
 
@@ -85,60 +87,50 @@ def parse_frames(text: str | None, count: int, video: str) -> range:
     return chosen
 
 
-def find_video(reader: FrameReader, video: str, split: str | None) -> SplitFrames:
-    """The frames table of the split holding video (the first split in name order without --split)."""
-    from ..core import manifest
-
+def find_video(reader: FrameReader, video: str, split: str | None) -> SplitIndex:
+    """The index of the split holding video (the first split in name order without --split)."""
     splits = manifest.select_splits(reader.store, reader.doc, [split] if split is not None else None)
     for name in sorted(splits):
-        frames = reader.frames(name)
-        if video in frames.videos:
-            return frames
-    raise ConfigError(
-        f"{reader.url}: no video {video!r} in split{'s' if len(splits) > 1 else ''} {', '.join(splits)}"
-    )
-
-
-def _frame(reader: FrameReader, frames: SplitFrames, row: int, short_side: int | None) -> tuple:
-    jpg, png = reader.fetch(frames, row)
-    image = decode_image(jpg, short_side)
-    return image, decode_frame_mask(png, bool(frames.has_mask[row]), short_side)
+        index = reader.index(name)
+        if index.position(video) is not None:
+            return index
+    many = "s" if len(splits) > 1 else ""
+    raise ConfigError(f"{reader.url}: no video {video!r} in split{many} {', '.join(splits)}")
 
 
 def render(
     reader: FrameReader,
-    frames: SplitFrames,
+    index: SplitIndex,
     video: str,
     chosen: Sequence[int],
     objects: Sequence[int] | None = None,
     pred: PredictionReader | None = None,
     short_side: int | None = None,
 ) -> tuple[list[np.ndarray], list[float | None]]:
-    """The drawn frames of video (with pred: ground truth and prediction side by side) and per-frame J."""
-    rows = frames.videos[video]
+    """The drawn frames of video (with pred: ground truth and prediction side by side) and per-frame J;
+    the frames come in one ranged read where they lie together (FrameReader.read_clip)."""
     drawn: list[np.ndarray] = []
     scores: list[float | None] = []
     seen: set[int] = set()
-    for index in chosen:
-        row = rows[index]
-        name = str(frames.frame_names[row])
-        image, mask = _frame(reader, frames, row, short_side)
+    for frame in reader.read_clip(video, list(chosen), index.split, short_side):
+        image, mask, name = frame["image"], frame["mask"], frame["frame_name"]
         if mask is not None:
             seen.update(int(i) for i in np.unique(mask))
-        label = name
         if pred is None:
-            drawn.append(overlay.draw(image, mask, objects, banner=label))
+            drawn.append(overlay.draw(image, mask, objects, banner=name))
             continue
         guess = pred.mask(video, name, (image.shape[1], image.shape[0]))
         score = overlay.jaccard(mask, guess)
         scores.append(score)
         label = f"{name}  J={'-' if score is None else f'{score:.3f}'}"
-        right = overlay.draw(image, guess, objects, banner="prediction" if guess is not None else "")
         if guess is None:
             right = overlay.draw(image, None, banner="no prediction")
+        else:
+            right = overlay.draw(image, guess, objects, banner="prediction")
         drawn.append(overlay.side_by_side(overlay.draw(image, mask, objects, banner=label), right))
     missing = sorted(set(objects or ()) - seen)
-    if missing and any(frames.has_mask[rows[i]] for i in chosen):
+    entry = index.video(index.position(video))  # type: ignore[arg-type]
+    if missing and any(entry.has_mask[i] for i in chosen):
         present = ", ".join(str(i) for i in sorted(seen - {0, overlay.VOID})) or "none"
         raise ConfigError(f"--objects: object {missing[0]} is not in video {video!r} (objects: {present})")
     return drawn, scores
@@ -163,7 +155,7 @@ def show(
         raise ConfigError(f"{dest}: its folder does not exist")
     reader = FrameReader(output, storage_options)
     table = find_video(reader, video, split)
-    chosen = parse_frames(frames, len(table.videos[video]), video)
+    chosen = parse_frames(frames, table.video(table.position(video)).num_frames, video)  # type: ignore[arg-type]
     preds = PredictionReader(pred, storage_options) if pred is not None else None
     drawn, scores = render(reader, table, video, chosen, objects, preds, short_side)
     size = _write(kind, dest, drawn)

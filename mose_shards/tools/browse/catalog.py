@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from ...core.errors import ConfigError, OutputError
-from ...core.storage import StorageOptions
+from ...core.errors import OutputError
+from ...core.storage import StorageOptions, Store
 from ...core.tables import read_table
 from ...loader.decode import decode_frame_mask
-from ...loader.random_access import FrameReader, SplitFrames
+from ...loader.index import IndexedVideo, SplitIndex
+from ...loader.random_access import FrameReader
 from ..overlay import PALETTE
 from ..predictions import PredictionReader
 from .scores import read_scores
@@ -51,27 +52,20 @@ class LRU:
         return len(self._items)
 
 
-def where_filter(tables: dict[str, pa.Table], where: str) -> set[tuple[str, str]]:
-    """(split, video_id) of the videos for which `where` (SQL over the `videos` table, as the loader's
-    `where=` takes it; `objects` may be used in a subquery) holds, run by DuckDB with its file,
-    network and extension access switched off after the in-memory tables are registered."""
-    from ...core.views import duckdb_module, first_line
+def where_filter(store: Store, doc: dict[str, Any], where: str) -> set[tuple[str, str]]:
+    """(split, video_id) of the videos for which `where` holds: the loader's `where=` expression over
+    `videos` (other tables in subqueries), checked and run in the SQL sandbox of core/sql.py (one
+    SELECT, DuckDB's file, network and extension access off), over every split."""
+    from ...core import sql as sandbox
 
-    duckdb = duckdb_module()
-    con = duckdb.connect()
+    sandbox.check_where(where)
+    query = f"SELECT DISTINCT split, video_id FROM videos WHERE (\n{where}\n)"
+    con = sandbox.connect_output(store, doc, None, sandbox.named_tables(query))
     try:
-        for name, table in tables.items():
-            con.register(name, table)
-        for setting in ("python_enable_replacements = false", "enable_external_access = false",
-                        "autoinstall_known_extensions = false", "autoload_known_extensions = false",
-                        "lock_configuration = true"):  # fmt: skip
-            con.execute(f"SET {setting}")
-        rows = con.execute(f"SELECT split, video_id FROM videos WHERE (\n{where}\n)").fetchall()
-    except duckdb.Error as exc:
-        raise ConfigError(f"where {where!r} failed: {first_line(exc)}") from None
+        table = sandbox.run(con, query, what="where")
     finally:
         con.close()
-    return {(str(s), str(v)) for s, v in rows}
+    return set(zip(table["split"].to_pylist(), table["video_id"].to_pylist(), strict=True))
 
 
 def colour(oid: int) -> str:
@@ -136,28 +130,28 @@ class Catalog:
         """The index rows, those `where` selects when given (ConfigError with DuckDB's message)."""
         if where is None or not where.strip():
             return self.rows
-        chosen = where_filter(self.tables, where)
+        chosen = where_filter(self.reader.store, self.reader.doc, where)
         return [r for r in self.rows if (r["split"], r["video"]) in chosen]
 
-    def _frames(self, split: str, video: str) -> SplitFrames:
+    def _entry(self, split: str, video: str) -> tuple[SplitIndex, int, IndexedVideo]:
         if split not in self.splits:
             raise OutputError(f"no split {split!r}")
-        frames = self.reader.frames(split)
-        if video not in frames.videos:
+        index = self.reader.index(split)
+        position = index.position(video)
+        if position is None:
             raise OutputError(f"no video {video!r} in split {split!r}")
-        return frames
+        return index, position, index.video(position)
 
-    def _fetch(self, split: str, video: str, index: int) -> tuple[bytes, bytes, bool, str]:
-        frames = self._frames(split, video)
-        rows = frames.videos[video]
-        if not 0 <= index < len(rows):
-            raise OutputError(f"video {video!r} has no frame {index}")
+    def _fetch(self, split: str, video: str, frame: int) -> tuple[bytes, bytes, bool, str]:
+        index, position, entry = self._entry(split, video)
+        if not 0 <= frame < entry.num_frames:
+            raise OutputError(f"video {video!r} has no frame {frame}")
 
         def read() -> tuple[bytes, bytes, bool, str]:
-            jpg, png = self.reader.fetch(frames, rows[index])
-            return jpg, png, bool(frames.has_mask[rows[index]]), str(frames.frame_names[rows[index]])
+            sample = self.reader.sample(index, position, frame)  # brings the next frames along
+            return sample["jpg"], sample["png"], bool(entry.has_mask[frame]), str(entry.frame_names[frame])
 
-        return self._cache.get((split, video, index), read)
+        return self._cache.get((split, video, frame), read)
 
     def jpeg(self, split: str, video: str, index: int) -> bytes:
         return self._fetch(split, video, index)[0]
@@ -175,15 +169,14 @@ class Catalog:
 
     def video(self, split: str, video: str) -> dict[str, Any]:
         """What the video page needs: sizes, frame names, objects with colours, presence per frame."""
-        frames = self._frames(split, video)
-        rows = frames.videos[video]
+        entry = self._entry(split, video)[2]
         meta = next(r for r in self.rows if r["split"] == split and r["video"] == video)
         width, height = (int(x) for x in meta["size"].split("x"))
         presence = self._split_presence(split).get(video, {})
         return {
             "split": split, "video": video, "width": width, "height": height,
-            "frames": [str(frames.frame_names[r]) for r in rows],
-            "has_mask": [bool(frames.has_mask[r]) for r in rows],
+            "frames": [str(n) for n in entry.frame_names.to_pylist()],
+            "has_mask": [bool(m) for m in entry.has_mask],
             "objects": [{"id": oid, "colour": colour(oid), "frames": present}
                         for oid, present in sorted(presence.items())],
             "pred": self.pred is not None, "jf_new": meta.get("jf_new"),

@@ -1,8 +1,9 @@
 """Per-video J&F_new from evaluate's result, for the index's column.
 
-DEST may be a file (.csv, .json, .parquet) or a folder holding one; a per-video table is one with a
-video column (`video` or `video_id`) and a `J&F_new` column (else `J&F`). A stand-in until the
-evaluate helper's writer (issue 22) is on main; then this reads what it writes.
+DEST is what `mose-shards evaluate --scores DEST` writes: a folder with `scores_objects.parquet`
+(per object; a video's J&F_new is the mean of its objects' `JF_new`, or `JF` for davis-2017). A file
+(.csv, .json, .parquet) with a video column (`video` or `video_id`) and a `J&F_new` column (else
+`J&F`) is read too. (Read here with pyarrow: tools may not import analytics, the layers contract.)
 """
 
 from __future__ import annotations
@@ -20,11 +21,28 @@ from ...core.errors import DataError, OutputError
 from ...core.storage import StorageOptions
 
 SUFFIXES = (".csv", ".parquet", ".json")
+OBJECTS = "scores_objects.parquet"  # evaluate's per-object scores
+
+
+def _per_video(table: pa.Table | None, where: str) -> dict[str, float]:
+    """The mean of each video's objects' JF_new (JF when the metric has no F_new)."""
+    if table is None or "video" not in table.column_names:
+        raise DataError(where, "no video column; not evaluate's per-object scores")
+    column = next((c for c in ("JF_new", "JF") if c in table.column_names), None)
+    if column is None:
+        raise DataError(where, "no JF_new or JF column; not evaluate's per-object scores")
+    sums: dict[str, list[float]] = {}
+    for video, value in zip(table["video"].to_pylist(), table[column].to_pylist(), strict=True):
+        if video is not None and value is not None:
+            sums.setdefault(str(video), []).append(float(value))
+    return {v: sum(xs) / len(xs) for v, xs in sums.items()}
 
 
 def read_scores(dest: str, storage_options: StorageOptions | None = None) -> dict[str, float]:
     """video id -> J&F_new; OutputError / DataError naming the file when it cannot be used."""
     fs, path = fsspec.core.url_to_fs(dest, **dict(storage_options or {}))
+    if fs.isfile(f"{path}/{OBJECTS}"):
+        return _per_video(_table(fs, f"{path}/{OBJECTS}"), f"{dest}/{OBJECTS}")
     if fs.isdir(path):
         found = sorted(p for p in fs.find(path) if p.lower().endswith(SUFFIXES))
         if not found:

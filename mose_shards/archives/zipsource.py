@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import tarscan
 from ..core.errors import DataError, LayoutError
+from .listfile import Listing, Members
 
 if TYPE_CHECKING:
-    from .archives import Archive, Listing
+    from .archive import Archive
 
 STORED, DEFLATED = 0, 8
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")  # the 30-byte local file header
@@ -29,8 +30,6 @@ _SYMLINK = 0o120000
 def scan_zip(raw: Any, archive: Archive) -> Listing:
     """Members from the central directory; a path that would escape, a link or an unsupported
     compression is refused naming the member."""
-    from .listfile import Listing, Members
-
     try:
         with zipfile.ZipFile(raw) as zf:
             infos = zf.infolist()

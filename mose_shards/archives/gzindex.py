@@ -16,6 +16,18 @@ from typing import Any, NamedTuple
 import numpy as np
 from zlib_ng import zlib_ng
 
+from ..core.errors import MissingDependencyError
+
+
+def load_rapidgzip() -> Any:
+    """The rapidgzip module (the [gzip] extra), which lists a .tar.gz and builds its seek points."""
+    try:
+        import rapidgzip
+    except ImportError:
+        raise MissingDependencyError("rapidgzip", "gzip") from None
+    return rapidgzip
+
+
 WINDOW = 32768
 # magic, version, flags, compressed size, uncompressed size, spacing, window size, points
 _HEADER = struct.Struct("<5sBBQQIII")

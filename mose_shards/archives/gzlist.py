@@ -23,25 +23,17 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..core import tarscan
-from ..core.errors import LayoutError, MissingDependencyError
-from .executors import available_cores
+from ..core.cores import available_cores
+from ..core.errors import LayoutError
 from .gzcheckpoints import Checkpoints, Resume
-from .gzindex import Capture, Point, from_bytes, rejoin_prefix, to_bytes
+from .gzindex import Capture, Point, from_bytes, load_rapidgzip, rejoin_prefix, to_bytes
 from .listfile import Listing, Members
 from .parts import ChecksumError, Listed, PartsFile, SeekableRaw, check_sums, reporting
 
 if TYPE_CHECKING:
-    from .archives import Archive
+    from .archive import Archive
 
 log = logging.getLogger(__name__)
-
-
-def load_rapidgzip() -> Any:
-    try:
-        import rapidgzip
-    except ImportError:
-        raise MissingDependencyError("rapidgzip", "gzip") from None
-    return rapidgzip
 
 
 def scan_gzip(

@@ -38,8 +38,7 @@ from typing import Any
 import deflate
 from zlib_ng import zlib_ng
 
-from .gzindex import Table, rejoin_prefix
-from .gzlist import load_rapidgzip
+from .gzindex import Table, load_rapidgzip, rejoin_prefix
 from .parts import PartsFile
 
 _AHEAD = 4  # stretches of the read queued or decoding in the pool at most

@@ -23,7 +23,7 @@ from .listfile import Listing, Members, members_bytes, read_members
 from .parts import check_sums
 
 if TYPE_CHECKING:
-    from .archives import Archive
+    from .archive import Archive
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,12 @@
+"""Scoring predictions against an output's ground truth: MOSEv2's and DAVIS-2017's official metrics.
+
+metrics (per frame and object), scores (per object, summary), truth (the output's ground truth),
+pred (prediction folders, zips, outputs), runner (`evaluate`, `Evaluator`), tables (--scores),
+groups (--by). Definitions: docs/guide/evaluate.md.
+"""
+
+from __future__ import annotations
+
+from .runner import EvaluationResult, Evaluator, evaluate
+
+__all__ = ["EvaluationResult", "Evaluator", "evaluate"]
