@@ -339,3 +339,15 @@ def test_workers_agree(converted: Path, preds: Path) -> None:
     one = mose_shards.evaluate(str(converted), str(preds), split="train")
     two = mose_shards.evaluate(str(converted), str(preds), split="train", workers=2)
     assert one.to_json() == two.to_json() and one.frames.equals(two.frames)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_executor_agrees(converted: Path, preds: Path) -> None:
+    """--executor ray (a local Ray started and stopped by the run) gives the local numbers."""
+    pytest.importorskip("ray")
+    import mose_shards
+
+    local = mose_shards.evaluate(str(converted), str(preds), split="train")
+    ray = mose_shards.evaluate(str(converted), str(preds), split="train", executor="ray")
+    assert ray.to_json() == local.to_json()

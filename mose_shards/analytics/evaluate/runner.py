@@ -142,11 +142,16 @@ def _run_ray(
         from ...core.errors import MissingDependencyError
 
         raise MissingDependencyError("ray", "ray") from None
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:  # a local Ray, or the cluster RAY_ADDRESS names; stopped again when we started it
         ray.init(ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(_task)
-    t, p = ray.put(truth), ray.put(preds)
-    out: list[tuple[str, FrameRows]] = ray.get([remote.remote(t, p, n, metric) for n in names])
+    try:
+        remote = ray.remote(_task)
+        t, p = ray.put(truth), ray.put(preds)
+        out: list[tuple[str, FrameRows]] = ray.get([remote.remote(t, p, n, metric) for n in names])
+    finally:
+        if started:
+            ray.shutdown()
     return out
 
 
