@@ -351,3 +351,38 @@ def test_ray_executor_agrees(converted: Path, preds: Path) -> None:
     local = mose_shards.evaluate(str(converted), str(preds), split="train")
     ray = mose_shards.evaluate(str(converted), str(preds), split="train", executor="ray")
     assert ray.to_json() == local.to_json()
+
+
+def test_videos_file_and_output_as_predictions(
+    converted: Path, raw_tree: Path, preds: Path, tmp_path: Path
+) -> None:
+    """--videos keeps the listed video only; a mose-shards output of the predictions scores as the folder."""
+    from mose_shards.conversion.config import ConvertConfig
+    from mose_shards.conversion.orchestrate import convert
+
+    full, one, conv = (tmp_path / f"{n}.json" for n in ("full", "one", "conv"))
+    assert _run(str(converted), str(preds), "--split", "train", "--json", str(full)) == 0
+    video = sorted(p.name for p in (preds / "Annotations").iterdir())[1]
+    (tmp_path / "list.txt").write_text(f"# one video\n{video}\n")
+    assert (
+        _run(
+            str(converted),
+            str(preds),
+            "--split",
+            "train",
+            "--videos",
+            str(tmp_path / "list.txt"),
+            "--json",
+            str(one),
+        )
+        == 0
+    )
+    got, everything = json.loads(one.read_text()), json.loads(full.read_text())
+    assert {k for k in got if k != "summary"} == {k for k in everything if k.startswith(video + "_")}
+    assert all(got[k] == everything[k] for k in got if k != "summary")
+    raw = tmp_path / "predtree" / "train"
+    shutil.copytree(raw_tree / "train" / "JPEGImages", raw / "JPEGImages")
+    shutil.copytree(preds / "Annotations", raw / "Annotations")
+    convert(ConvertConfig(source=str(raw.parent), output=str(tmp_path / "predout")))
+    assert _run(str(converted), str(tmp_path / "predout"), "--split", "train", "--json", str(conv)) == 0
+    assert json.loads(conv.read_text()) == everything
