@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned in the [torch] extra (the CPU wheel on these machines); ray comes with [ray].
-TEST_EXTRAS := test,torch,ray,docs
+TEST_EXTRAS := test,torch,ray,docs,browse
 
 .PHONY: demo test install install-test lint typecheck docs bench bench-peers clean
 
@@ -59,4 +59,4 @@ bench-peers: install-test
 	$(BIN)/python benchmarks/peers.py
 
 clean:
-	rm -rf $(VENV) demo site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo demo-davis site .pytest_cache .mypy_cache .ruff_cache

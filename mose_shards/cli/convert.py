@@ -157,6 +157,10 @@ def register_demo(sub: Any) -> None:
         help="generate the built-in MOSE-like sample (and convert it)",
         description="Generate a deterministic MOSE-like raw tree in DIR/raw (moving textured objects that "
         "occlude, leave and come back) and convert it into DIR/out, then print what was made.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mose-shards demo                     # ./demo/raw and ./demo/out\n"
+        "  mose-shards demo /tmp/demo --videos 2 --frames 8\n"
+        "  mose-shards demo /tmp/hd --size 1920x1080 --raw-only\n",
     )
     p.add_argument(
         "directory", metavar="DIR", nargs="?", default="demo", help="where to write (default ./demo)"

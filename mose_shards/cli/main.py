@@ -16,7 +16,7 @@ from ..core.errors import ConfigError, MoseShardsError, ProblemsError
 from ..core.storage import probe
 from ..core.urls import RedactingFilter, redact
 from ..core.version import __version__
-from . import analytics, convert, evaluate, tools
+from . import analytics, convert, evaluate, look, tools
 from .common import EXIT_ERROR, EXIT_USAGE, storage_options
 
 EPILOG = """\
@@ -29,6 +29,8 @@ examples:
   mose-shards stats out/ --json                      disappearance, reappearance, mBOR, sizes
   mose-shards query out/ "select * from objects where reappears limit 5"
   mose-shards evaluate out/ preds/ --split valid      score predictions (MOSEv2 / DAVIS-2017 metrics)
+  mose-shards show out/ VIDEO -o video.webp           a video with its masks drawn over it
+  mose-shards browse out/                             look at every video in a browser
 """
 
 
@@ -120,4 +122,6 @@ COMMANDS: list[Callable[[Any], None]] = [
     tools.register_verify,
     tools.register_export,
     evaluate.register_evaluate,
+    look.register_show,
+    look.register_browse,
 ]
