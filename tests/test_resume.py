@@ -164,7 +164,9 @@ def test_rerun_with_changed_input_is_refused(
     assert len(replacement) != (video / "00000.jpg").stat().st_size  # the listing really changes
     (video / "00000.jpg").write_bytes(replacement)
     assert main(["convert", str(src), str(out), "--shard-size", SHARD, "-q"]) == 2
-    assert "started with other input (the source changed since: " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds an unfinished conversion started with other input (" in err
+    assert f"this run reads {src})" in err  # issue 21: the sources are named
 
 
 def test_overwrite_starts_from_scratch(raw: Path, tmp_path: Path) -> None:
