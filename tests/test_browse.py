@@ -161,3 +161,26 @@ def test_unknown_frame_is_a_404_not_a_traceback(converted: Path) -> None:
     assert missing.status_code == 404 and "no frame 99" in missing.text
     assert client.get("/mask/train/nosuch/0").status_code == 404
     assert client.post("/").status_code == 405  # read-only
+
+
+def test_start_reads_no_shard(converted: Path, monkeypatch) -> None:
+    """The index comes from the Parquet tables: starting reads no shard byte; a frame asked for does."""
+    from mose_shards.core.storage import Store
+    from mose_shards.tools.browse import Catalog
+
+    reads: list[str] = []
+    original = Store.read_range
+
+    def counting(self: Store, rel: str, start: int, size: int) -> bytes:
+        reads.append(rel)
+        return original(self, rel, start, size)
+
+    monkeypatch.setattr(Store, "read_range", counting)
+    catalog = Catalog(str(converted))
+    assert len(catalog.rows) == 8 and reads == []
+    row = catalog.rows[0]
+    assert catalog.jpeg(row["split"], row["video"], 0)[:2] == b"\xff\xd8"
+    assert reads and all(r.endswith(".tar") for r in reads)
+    before = len(reads)
+    catalog.jpeg(row["split"], row["video"], 0)
+    assert len(reads) == before  # cached
