@@ -59,4 +59,4 @@ bench-peers: install-test
 	$(BIN)/python benchmarks/peers.py
 
 clean:
-	rm -rf $(VENV) demo site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo demo-davis site .pytest_cache .mypy_cache .ruff_cache

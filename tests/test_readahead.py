@@ -84,7 +84,7 @@ def test_sample_rate_windows_read_the_sampled_frames(converted: Path, reads: lis
     from tests.sam2_like import FirstFrames
 
     ds = ShardRawDataset(str(converted), sample_rate=2)
-    ds._reader.ahead.clear()
+    ds._reader.ahead.reset()  # the process's shared reader may have learned shorter runs in other tests
     reads.clear()
     item = FirstFrames(ds, 4)[0]
     assert item["frame_idx"] == [0, 2, 4, 6] and len(reads) == 1
@@ -147,3 +147,30 @@ def test_one_index_per_output_and_process(
     assert ShardRawDataset(str(out))._index() is ds.index and loaded == ["train"]
     assert ClipDataset(str(out), clip_length=2, verify=True).index.digests is not None
     assert loaded == ["train", "train"]  # sha256 digests were not loaded the first time
+
+
+def test_primed_first_videos_are_used_only_where_they_fit(converted: Path, reads: list) -> None:
+    """prime reads each worker's first video once; a worker of that topology yields the same items
+    without reading it again; another topology, or a later pass, reads for itself."""
+    from mose_shards.loader.priming import claim
+
+    def items_of(ds: ClipDataset, worker: int, workers: int) -> list[tuple[str, bytes]]:
+        epoch, start, share, padding = ds.share(worker, workers)
+        ready = claim(ds, worker, workers, epoch, start, share)
+        got = ds._run(epoch, share, padding, main=False, ready=ready)
+        return [(i["video_id"], b"".join(im.tobytes() for im in i["images"])) for i in got]
+
+    plain = ClipDataset(str(converted), clip_length=2, seed=5)
+    expected = [items_of(plain, w, 2) for w in range(2)]
+    reads.clear()
+    ds = ClipDataset(str(converted), clip_length=2, seed=5)
+    ds.prime(2)
+    primed = len(reads)
+    assert primed == 2 and ds._primed is not None and sorted(ds._primed) == [0, 1]
+    saved = dict(ds._primed)
+    assert [items_of(ds, 0, 2)] == expected[:1] and len(reads) == primed + len(expected[0]) - 1
+    other = items_of(plain, 0, 3)
+    ds._primed = saved
+    before = len(reads)
+    assert items_of(ds, 0, 3) == other and ds._primed is None  # primed for 2 workers, not 3
+    assert len(reads) - before == len(other)  # it read every video itself (one read each here)

@@ -164,7 +164,7 @@ def test_rerun_with_changed_input_is_refused(
     assert len(replacement) != (video / "00000.jpg").stat().st_size  # the listing really changes
     (video / "00000.jpg").write_bytes(replacement)
     assert main(["convert", str(src), str(out), "--shard-size", SHARD, "-q"]) == 2
-    assert "started with other input (the source changed since)" in capsys.readouterr().err
+    assert "started with other input (the source changed since: " in capsys.readouterr().err
 
 
 def test_overwrite_starts_from_scratch(raw: Path, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from mose_shards.conversion.reader import SourceReader
 from mose_shards.conversion.sources import discover
 from mose_shards.synth import SynthSpec, generate
 
@@ -55,15 +54,18 @@ def test_plan_of_a_video_pickles_in_a_few_bytes_a_frame(tmp_path: Path) -> None:
     assert video.num_frames == 2000 and per_frame < 100, per_frame
 
 
-def test_a_member_listed_twice_reads_as_extracting_gives_the_last(tmp_path: Path) -> None:
-    """A tar may hold a path twice; extraction keeps the last copy, and so does conversion."""
+def test_a_member_listed_twice_is_a_problem_naming_both(tmp_path: Path) -> None:
+    """A tar may hold a path twice (extraction would keep the last copy silently): the video is a
+    problem naming the member and both data offsets, not converted with either copy."""
     tar = _tar(
         tmp_path / "train.tar",
         [("train/JPEGImages/v/00000.jpg", b"first"), ("train/JPEGImages/v/00000.jpg", b"second!")],
     )
-    (video,) = discover(str(tar))[0].videos
-    with SourceReader(str(tar)) as reader:
-        assert reader.read_many([video.frames[0].jpg]) == [b"second!"]
+    (split,) = discover(str(tar))
+    assert split.videos == []
+    ((video_id, message),) = split.problems
+    assert video_id == "v"
+    assert f"{tar}:train/JPEGImages/v/00000.jpg: two members of this name (at bytes 512 and 1536)" in message
 
 
 @pytest.mark.parametrize("second", ["./train/JPEGImages/v/00001.jpg", "extra/train/JPEGImages/v/00001.jpg"])

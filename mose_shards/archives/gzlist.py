@@ -100,7 +100,7 @@ def _list(
     except ChecksumError:
         raise
     except (LayoutError, RuntimeError, ValueError, OSError) as exc:
-        raise _gzip_error(raw, archive, sums, exc) from None
+        raise _gzip_error(raw, archive, sums, exc, reader.pos if reader is not None else -1) from None
     finally:
         if reader is not None:
             reader.close()
@@ -237,21 +237,35 @@ class _RejoinedFile(SeekableRaw):
         return done
 
 
-def _gzip_error(raw: PartsFile, archive: Archive, sums: dict[str, str] | None, exc: Exception) -> LayoutError:
-    """Name the part at fault: by checksum when there are sums, else the part being read."""
+def _gzip_error(
+    raw: PartsFile, archive: Archive, sums: dict[str, str] | None, exc: Exception, decoded: int
+) -> LayoutError:
+    """Name the part at fault: by checksum when there are sums, else the part being read; a tar
+    cut short inside a whole gzip stream (its trailer gives the length decoded) is the tar's fault."""
     if sums:
         check_sums(archive.part_urls, archive.names, raw.finish_hashes(), sums)
+    whole = isinstance(exc, tarscan.Truncated) and _trailer_length(raw) == decoded % (1 << 32)
     index = raw.part_at(max(0, raw.frontier - 1))
     last = index == len(archive.paths) - 1 and raw.frontier >= raw.total
-    text = _reason(exc)
-    if isinstance(exc, LayoutError) and not last:
-        return exc
+    text = str(exc).removeprefix(f"{archive.url}: ") if isinstance(exc, LayoutError) else _reason(exc)
+    if isinstance(exc, LayoutError) and not (last and isinstance(exc, tarscan.Truncated) and not whole):
+        return exc  # the tar inside is at fault (a bad header, a sparse member, a whole gzip of a cut tar)
     if "Mismatching" in text or "its trailer gives" in text:  # the stream is whole, its bytes are not
         where = archive.url if len(archive.paths) == 1 else f"{archive.url}.* ({', '.join(archive.names)})"
         return LayoutError(f"{where}: damaged gzip data ({text}); check the parts against their checksums")
     if last:
         return LayoutError(f"{archive.part_urls[index]}: truncated (the gzip stream ends early: {text})")
     return LayoutError(f"{archive.part_urls[index]}: damaged gzip data ({text})")
+
+
+def _trailer_length(raw: PartsFile) -> int | None:
+    """The uncompressed length (mod 2**32) the gzip trailer gives."""
+    try:
+        raw.seek(raw.total - 8)
+        trailer = raw.read(8)
+    except (OSError, ValueError):
+        return None
+    return int.from_bytes(trailer[4:], "little") if len(trailer) == 8 else None
 
 
 def _reason(exc: Exception) -> str:

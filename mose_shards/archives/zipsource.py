@@ -33,13 +33,27 @@ def scan_zip(raw: Any, archive: Archive) -> Listing:
     try:
         with zipfile.ZipFile(raw) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise LayoutError(f"{archive.url}: not a readable zip archive ({exc})") from None
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        IndexError,
+        struct.error,
+        NotImplementedError,
+    ) as exc:
+        # a damaged directory makes zipfile raise any of these (ValueError: bad offsets, names)
+        raise LayoutError(
+            f"{archive.url}: not a readable zip archive ({exc or type(exc).__name__})"
+        ) from None
+    total = sum(archive.sizes)
     members = Members()
     codecs: dict[int, tuple[int, int, int, int]] = {}
     for info in infos:
         where = f"{archive.url}:{info.filename}"
         name = info.filename
+        if not name:  # zipfile's is_dir() would fail on it
+            raise LayoutError(f"{archive.url}: damaged zip directory (a member with an empty name)")
         parts = name.replace("\\", "/").split("/")
         if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
             raise LayoutError(f"{where}: member path escapes the archive")
@@ -54,9 +68,22 @@ def scan_zip(raw: Any, archive: Archive) -> Listing:
             method = info.compress_type
             raise LayoutError(f"{where}: compression method {method} is not supported (stored or deflate)")
         header = _LOCAL.size + len(info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"))
+        _check_extent(info, header, total, where)
         codecs[len(members)] = (info.compress_type, info.compress_size, info.CRC, header + len(info.extra))
         members.append(tarscan.TarMember(name, info.header_offset, info.file_size, tarscan.FILE))
     return Listing(members, codecs)
+
+
+def _check_extent(info: zipfile.ZipInfo, header: int, total: int, where: str) -> None:
+    """The member's local header and data lie inside the file, and its compressed size is one that
+    its size can have (deflate adds at most 5 bytes per 16 KiB stored block): else the directory is
+    damaged or hostile, and reading by it would read outside the member or without bound."""
+    start, packed, size = info.header_offset, info.compress_size, info.file_size
+    if start < 0 or packed < 0 or size < 0 or start + header + packed > total:
+        raise LayoutError(f"{where}: damaged zip directory (member at byte {start}, {packed} bytes, "
+                          f"outside the {total}-byte file)")  # fmt: skip
+    if packed > size + size // 16384 * 5 + 1024:
+        raise LayoutError(f"{where}: damaged zip directory ({packed} compressed bytes for {size} bytes)")
 
 
 def span(offset: int, codec: tuple[int, int, int, int]) -> tuple[int, int]:
@@ -79,10 +106,15 @@ def decode(
     if len(data) < packed:
         data = read_at(offset + start, packed)
     if method == DEFLATED:
-        try:
-            data = zlib.decompressobj(-15).decompress(data)
+        inflater = zlib.decompressobj(-15)
+        try:  # never more than the directory gives, plus one byte to tell a member that inflates further
+            data = inflater.decompress(data, size + 1)
         except zlib.error as exc:
             raise DataError(where, f"damaged zip member ({exc})") from None
+        if len(data) > size:
+            raise DataError(
+                where, f"damaged zip member (inflates to more than the {size} bytes the zip directory gives)"
+            )
     if len(data) != size or zlib.crc32(data) != crc:
         raise DataError(where, "damaged zip member (size or CRC-32 differs from the zip directory)")
     return data

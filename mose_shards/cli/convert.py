@@ -61,6 +61,11 @@ def register_convert(sub: Any) -> None:
         choices=("strict", "skip"),
         help="strict (default): fail on bad input; skip: leave broken videos out, listed in the manifest",
     )
+    p.add_argument(
+        "--max-member-size",
+        metavar="SIZE",
+        help="refuse a source file (frame, mask, member) larger than this, e.g. 1GiB (default 256MiB)",
+    )
     p.add_argument("--overwrite", action="store_true", help="delete a previous output in OUT and start again")
     p.add_argument(
         "--dataset-card", action="store_true", help="also write a Hugging Face dataset card README.md"
@@ -103,6 +108,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "source_options": storage_options(args.source_option, "--source-option") or None,
         "output_options": storage_options(args.output_option, "--output-option") or None,
         "verify_source": None if args.verify_source else False,
+        "max_member_size": parse_size(args.max_member_size) if args.max_member_size else None,
         "max_pixels": parse_pixels(args.max_pixels) if args.max_pixels else None,
     }
     given = {k: v for k, v in given.items() if v is not None or k == "workers"}
@@ -151,6 +157,10 @@ def register_demo(sub: Any) -> None:
         help="generate the built-in MOSE-like sample (and convert it)",
         description="Generate a deterministic MOSE-like raw tree in DIR/raw (moving textured objects that "
         "occlude, leave and come back) and convert it into DIR/out, then print what was made.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mose-shards demo                     # ./demo/raw and ./demo/out\n"
+        "  mose-shards demo /tmp/demo --videos 2 --frames 8\n"
+        "  mose-shards demo /tmp/hd --size 1920x1080 --raw-only\n",
     )
     p.add_argument(
         "directory", metavar="DIR", nargs="?", default="demo", help="where to write (default ./demo)"

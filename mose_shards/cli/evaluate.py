@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,14 @@ def register_evaluate(sub: Any) -> None:
     p.add_argument("--split", required=True, help="split of OUT holding the ground truth")
     p.add_argument("--metric", choices=("mose-v2", "davis-2017"), default="mose-v2", help="default mose-v2")
     p.add_argument("--json", metavar="FILE", help="write per-object scores and the summary as JSON")
-    p.add_argument("--scores", metavar="DEST", help="write scores_frames and scores_objects Parquet under DEST")
+    p.add_argument(
+        "--scores", metavar="DEST", help="write scores_frames and scores_objects Parquet under DEST"
+    )
     p.add_argument(
         "--by",
         action="append",
         metavar="ATTRIBUTE",
-        help="J&F_new per group: size, disappearance, reappearance, objects-per-video, occlusion (repeatable)",
+        help="J&F_new per group: size, disappearance, reappearance, objects-per-video, occlusion",
     )
     p.add_argument("--videos", metavar="FILE", help="only the videos listed in FILE, one per line")
     p.add_argument("--workers", type=int, default=1, help="videos scored at a time (default 1)")
@@ -114,5 +115,3 @@ def _groups(metric: str, attribute: str, rows: list[dict[str, Any]]) -> str:
     lines = [f"{attribute.ljust(width)}  objects  {score}"]
     lines += [f"{r['group'].ljust(width)}  {r['objects']:>7}  {r['score']:>7.2f}" for r in rows]
     return "\n".join(lines)
-
-

@@ -25,6 +25,8 @@ def register_info(sub: Any) -> None:
         help="summarise an output (local or URL)",
         description="Print what an output holds, from its manifest: splits, videos, frames, masks, "
         "shards, skipped videos.",
+        epilog="examples:\n  mose-shards info demo/out\n  mose-shards info s3://bucket/mose "
+        "--storage-option endpoint_url=http://host:8333\n",
     )
     p.set_defaults(func=cmd_info)
 
@@ -44,6 +46,8 @@ def register_verify(sub: Any) -> None:
         description="Recompute every shard's sha256, size and sample count against the manifest and check "
         "that the Parquet tables point at the shards' members. Prints one line per damaged, truncated or "
         "missing file; exits 1 when anything is wrong.",
+        epilog="examples:\n  mose-shards verify demo/out\n"
+        "  mose-shards verify s3://bucket/mose --workers 4 -q   # 4 shards at a time, no progress bar\n",
     )
     add_workers_option(p, "shards checked at a time", all_cores=False)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -78,6 +82,8 @@ def register_export(sub: Any) -> None:
         description="Write DEST/<split>/JPEGImages/<video>/<frame>.jpg and, for frames with a mask, "
         "DEST/<split>/Annotations/<video>/<frame>.png, byte for byte as they were converted. "
         "DEST (local or URL) must be empty or new.",
+        epilog="examples:\n  mose-shards export demo/out restored/\n"
+        "  mose-shards export s3://bucket/mose restored/ --workers 2\n",
     )
     p.add_argument("dest", metavar="DEST", help="folder to write the raw tree into")
     add_end_option(p, "--dest-option", "writing DEST")

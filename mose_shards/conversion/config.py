@@ -12,6 +12,7 @@ from ..core.errors import ConfigError
 from ..core.images import DEFAULT_MAX_PIXELS
 from ..core.maskpng import DEFAULT_VOID_LABEL
 from ..core.sizes import parse_size
+from .reader import DEFAULT_MAX_MEMBER_SIZE
 from .sources import Layout
 
 DEFAULT_SHARD_SIZE = 128 * 1000**2
@@ -52,6 +53,7 @@ class ConvertConfig:
         return {**self.storage_options, **self.output_options}
 
     verify_source: bool = True  # check archives against SHA256SUMS / <file>.sha256 while reading
+    max_member_size: int = DEFAULT_MAX_MEMBER_SIZE  # the largest source file read (docs/guide/security.md)
     max_pixels: int = DEFAULT_MAX_PIXELS  # per frame and mask, from the header, before decoding
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class ConvertConfig:
             raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.max_member_size <= 0:
+            raise ConfigError(f"--max-member-size must be positive, got {self.max_member_size}")
         if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
             raise ConfigError(f"--max-pixels must be a positive number of pixels, got {self.max_pixels!r}")
         if self.workers is not None and self.workers < 1:
@@ -126,5 +130,6 @@ def from_pipeline(name: str | None, source: str, output: str, **overrides: Any) 
             shard_size=parse_size(conv.get("shard_size", base.shard_size)),
             void_label=parse_void_label(conv.get("void_label", DEFAULT_VOID_LABEL)),
             splits=tuple(conv["splits"]) if conv.get("splits") else None,
+            max_member_size=parse_size(conv.get("max_member_size", base.max_member_size)),
         )
     return replace(base, **overrides)

@@ -39,6 +39,7 @@ from ..core.layout import (
     shard_name,
 )
 from ..core.storage import Store, probe
+from ..core.urls import redact
 from .config import ConvertConfig
 from .executors import Executor, ProcessExecutor, available_cores, make_executor
 from .lease import Lease
@@ -276,31 +277,48 @@ def _prepare(store: Store, config: ConvertConfig, digest: str) -> bool:
             for child in store.listdir(WORK_DIR):  # done/ before plan.json; our own lease stays
                 if not child.startswith(LEASE_NAME) and f"{WORK_DIR}/{child}" != SOURCES_DIR:
                     store.delete(f"{WORK_DIR}/{child}", recursive=True)
-    recorded = _recorded_fingerprint(store)
+    recorded = _recorded_plan(store)
     if recorded is None:
-        store.write(PLAN_FILE, json.dumps({"fingerprint": digest, "options": config.byte_options()}).encode())
+        plan = {"fingerprint": digest, "options": config.byte_options(), "source": redact(config.source)}
+        store.write(PLAN_FILE, json.dumps(plan).encode())
         return False
-    if recorded[0] != digest:
-        raise ConfigError(_mismatch(store, recorded[1], config.byte_options()))
+    if recorded["fingerprint"] != digest:
+        raise ConfigError(_mismatch(store, recorded, config))
     return store.exists(MANIFEST)
 
 
-def _mismatch(store: Store, before: dict[str, Any], now: dict[str, Any]) -> str:
+def _mismatch(store: Store, recorded: dict[str, Any], config: ConvertConfig) -> str:
+    """Why a rerun is refused: finished or not, and the options that differ (old -> new), else both
+    sources, else the one source that changed since."""
+    before, now = dict(recorded.get("options", {})), config.byte_options()
     changed = [f"{k} {before.get(k)!r} -> {now[k]!r}" for k in sorted(now) if before.get(k) != now[k]]
-    what = f"other options ({'; '.join(changed)})" if changed else "other input (the source changed since)"
+    source, old_source = redact(config.source), recorded.get("source")
+    if changed:
+        what = f"other options ({'; '.join(changed)})"
+    elif old_source and old_source != source:
+        what = f"other input ({old_source}; this run reads {source})"
+    else:
+        what = f"other input (the source changed since: {source})"
+    if store.exists(MANIFEST):
+        return (
+            f"{store.url}: holds a finished conversion made with {what}; "
+            "convert into another folder, or add --overwrite to replace it"
+        )
     return (
         f"{store.url}: holds an unfinished conversion started with {what}; "
         "rerun with the same input and options, or add --overwrite to start again"
     )
 
 
-def _recorded_fingerprint(store: Store) -> tuple[str, dict[str, Any]] | None:
+def _recorded_plan(store: Store) -> dict[str, Any] | None:
+    """plan.json: the fingerprint, the options and (since issue 21) the source it was made from."""
     if not store.exists(PLAN_FILE):
         return None
     try:
         doc = json.loads(store.read(PLAN_FILE))
-        return str(doc["fingerprint"]), dict(doc.get("options", {}))
-    except (ValueError, KeyError, TypeError) as exc:
+        return {"fingerprint": str(doc["fingerprint"]), "options": dict(doc.get("options", {})),
+                "source": doc.get("source")}  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OutputError(f"{store.url_of(PLAN_FILE)}: damaged ({exc}); use --overwrite") from None
 
 
@@ -370,4 +388,5 @@ def _task(config: ConvertConfig, plan: ShardPlan) -> ShardTask:
         max_pixels=config.max_pixels,
         source_options=config.source_storage,
         output_options=config.output_storage,
+        max_member_size=config.max_member_size,
     )

@@ -13,6 +13,11 @@ from ..core.storage import StorageOptions, is_local, url_to_fs
 if TYPE_CHECKING:
     from .videos import Blob
 
+# The largest source file (frame, mask, archive member) read; a larger one is refused before any of
+# it is read. An 8K JPEG is ~10-50 MB: 256 MiB is far above any real frame or mask, and with the
+# video read ahead it keeps a worker well under 1 GB (`--max-member-size`, pipeline `max_member_size`).
+DEFAULT_MAX_MEMBER_SIZE = 256 << 20
+
 
 def _unreadable(blob: Blob, exc: BaseException) -> DataError:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
@@ -33,8 +38,9 @@ class SourceReader:
 
     def __init__(
         self, url: str, storage_options: StorageOptions | None = None, *, cache: Any | None = None,
-        fs: Any | None = None,
+        fs: Any | None = None, max_member_size: int = DEFAULT_MAX_MEMBER_SIZE,
     ) -> None:  # fmt: skip
+        self.max_member_size = max_member_size
         self.fs = fs if fs is not None else url_to_fs(url, storage_options)[0]
         self._local = is_local(self.fs)
         self._members = MemberReader(self.fs, cache)
@@ -45,7 +51,12 @@ class SourceReader:
         self._members.expect((b.archive, _member(b)) for b in blobs if b.archive is not None)
 
     def read_many(self, blobs: list[Blob]) -> list[bytes]:
-        """The bytes of each blob, in order; DataError naming an unreadable blob."""
+        """The bytes of each blob, in order; DataError naming an unreadable blob, or one larger than
+        `max_member_size` (before anything is read)."""
+        for blob in blobs:
+            if blob.size > self.max_member_size:
+                raise DataError(str(blob), f"{blob.size} bytes, over the limit of {self.max_member_size} "
+                                           "for one source file (--max-member-size)")  # fmt: skip
         out: list[bytes | None] = [None] * len(blobs)
         by_archive: dict[Archive, list[int]] = {}
         plain = []
@@ -77,7 +88,7 @@ class SourceReader:
     def _read_local(self, blob: Blob) -> bytes:
         try:
             with open(blob.path, "rb") as fh:
-                data: bytes = fh.read()
+                data: bytes = fh.read(blob.size + 1)  # one more: a file grown since listing is named
                 return data
         except OSError as exc:
             raise _unreadable(blob, exc) from None

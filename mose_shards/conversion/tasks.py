@@ -29,7 +29,7 @@ from ..core.images import DEFAULT_MAX_PIXELS
 from ..core.schema import TABLES
 from ..core.storage import Store
 from .plan import ShardPlan
-from .reader import SourceReader
+from .reader import DEFAULT_MAX_MEMBER_SIZE, SourceReader
 from .records import VideoRecords, build_video
 from .sources import SourceVideo
 from .videos import Blob
@@ -50,6 +50,7 @@ class ShardTask:
     part: tuple[int, int] | None = None  # (k, n): the k-th of n runs of the shard's videos
     max_pixels: int = DEFAULT_MAX_PIXELS  # a frame or mask declaring more is refused (per video)
     run: str = ""  # the run's id: the parts of one shard meet in a folder named by it
+    max_member_size: int = DEFAULT_MAX_MEMBER_SIZE  # a larger source file is refused (a broken video)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,9 @@ class _Converted:
 
 def _convert(task: ShardTask, store: Store, videos: Sequence[SourceVideo], writer: ShardWriter) -> _Converted:
     out = _Converted()
-    with SourceReader(task.source, task.source_options, cache=store) as reader:
+    with SourceReader(
+        task.source, task.source_options, cache=store, max_member_size=task.max_member_size
+    ) as reader:
         if any(_gzipped(video) for video in videos):  # tell the gzip streams what is coming
             reader.expect([blob for video in videos for blob in _blobs(video)])
         for video, read in _read_ahead(reader, videos):

@@ -188,6 +188,14 @@ class Gathered:
         )
 
 
+def _twice(files: Files, first: int, second: int) -> str:
+    where = files.show(second)
+    if files.offsets is None:
+        return f"{where}: listed twice"
+    at = f"at bytes {files.offsets[first]} and {files.offsets[second]}"
+    return f"{where}: two members of this name ({at}); refusing to pick one"
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _frame_key(file_name: str, exts: tuple[str, ...]) -> tuple[str, int | None, bool]:
     """(stem, frame number or None, extension ok) of a file name; cached: names repeat across videos."""
@@ -210,8 +218,13 @@ def pair(
     for kind, gathered, exts in (("frame", jpgs, FRAME_EXTENSIONS), ("mask", pngs, MASK_EXTENSIONS)):
         files = listed[kind] = gathered.files() if gathered is not None else no_files()
         seen: dict[int, int] = {}
-        # A name listed twice (a tar may hold a member twice): the last one, as extracting it gives.
-        latest = {name: i for i, name in enumerate(files.names)}
+        # A name listed twice (a tar or zip may hold a member twice; extracting would keep the last
+        # one silently): refused, even with the same bytes, since either choice would be a guess.
+        latest: dict[str, int] = {}
+        for i, name in enumerate(files.names):
+            if name in latest:
+                problems.append(_twice(files, latest[name], i))
+            latest[name] = i
         for name, i in sorted(latest.items()):
             stem, number, ok_ext = _frame_key(name, exts)
             if not ok_ext:

@@ -9,7 +9,12 @@ tuple per member. It reads what the conversion needs: ustar names with prefix, G
 `path`/`size` records, directories, regular files; links are reported so the caller can refuse them.
 
 Stricter than `tarfile`: a header with a bad checksum anywhere (tarfile stops listing there,
-silently) and a member whose data runs past the end are errors naming the archive.
+silently), a member whose data or padding runs past the end, and a stream that stops before its
+end-of-archive marker (two whole zero blocks) are errors naming the archive. Every header is read
+so that the next one lies strictly after it: a negative or absurd size, a pax record whose length is
+0, short, or past its header, is an error naming the archive and the header's byte offset, never a
+loop. Long-name and pax payloads are capped (`MAX_HEADER_DATA`), so a header cannot make the parser
+hold more than that.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ BLOCK = 512
 FILE, DIR, LINK, OTHER = "file", "dir", "link", "other"
 _KINDS = {b"0": FILE, b"\0": FILE, b"7": FILE, b"5": DIR, b"1": LINK, b"2": LINK}
 _OTHERS = frozenset(b"3 4 6".split())  # character/block devices and fifos: no data, skipped
+MAX_SIZE = 1 << 62  # a member size beyond this is a damaged header (offsets stay int64)
+MAX_HEADER_DATA = 1 << 20  # bytes of a long name or pax header: real ones hold a few hundred
+
+
+class Truncated(LayoutError):
+    """The tar stream stops early: inside a header, a member, its padding or before the end marker."""
 
 
 class TarMember(NamedTuple):
@@ -123,24 +134,27 @@ def scan(
                 continue
         header = window.get(offset, BLOCK)
         if len(header) < BLOCK:
-            if offset == 0 or header.strip(b"\0"):
-                raise LayoutError(f"{where}: truncated tar archive (header at byte {offset} is cut off)")
-            break  # no end-of-archive marker: tarfile accepts this too
+            raise _truncated(where, offset, header)
         if not header.strip(b"\0"):
+            _end_marker(window, where, offset)
             break
         name, member_size, kind_flag = _header(header, where, offset)
         data = offset + BLOCK
         following = data + -(-member_size // BLOCK) * BLOCK
         if size is not None and data + member_size > size:
-            raise LayoutError(f"{where}: truncated tar archive ({name!r} runs past the end)")
+            raise Truncated(f"{where}: truncated tar archive ({name!r} runs past the end)")
         if kind_flag in (b"L", b"x", b"g"):
+            if member_size > MAX_HEADER_DATA:
+                what = "long name" if kind_flag == b"L" else "pax header"
+                raise LayoutError(f"{where}: damaged tar header at byte {offset} "
+                                  f"({member_size} bytes of {what}, over {MAX_HEADER_DATA})")  # fmt: skip
             payload = window.get(data, member_size)
             if len(payload) < member_size:
-                raise LayoutError(f"{where}: truncated tar archive ({name!r} runs past the end)")
+                raise Truncated(f"{where}: truncated tar archive ({name!r} runs past the end)")
             if kind_flag == b"L":
                 long_name = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif kind_flag == b"x":
-                pax = _pax(payload, where)
+                pax = _pax(payload, where, offset)
             offset = following
             continue
         if long_name is not None:
@@ -148,13 +162,19 @@ def scan(
         if pax:
             name = pax.get("path", name)
             if "size" in pax:
-                member_size = int(pax["size"])
+                member_size = int(pax["size"])  # checked by _pax: digits, at most MAX_SIZE
                 following = data + -(-member_size // BLOCK) * BLOCK
+                if size is not None and data + member_size > size:
+                    raise Truncated(f"{where}: truncated tar archive ({name!r} runs past the end)")
             pax = {}
         kind = _KINDS.get(kind_flag)
         if kind == FILE and name.endswith("/") and kind_flag == b"\0":
             kind = DIR  # old-style directory entry
         if kind is None:
+            if kind_flag == b"S":
+                raise LayoutError(
+                    f"{where}:{name}: GNU sparse member, not supported (pack it without --sparse)"
+                )
             if kind_flag not in _OTHERS and kind_flag != b"K":
                 raise LayoutError(f"{where}:{name}: unsupported tar member type {kind_flag!r}")
             kind = OTHER
@@ -164,11 +184,30 @@ def scan(
         if read_data and kind == FILE:
             content = window.get(data, member_size)
             if len(content) < member_size:
-                raise LayoutError(f"{where}: truncated tar archive ({name!r} runs past the end)")
+                raise Truncated(f"{where}: truncated tar archive ({name!r} runs past the end)")
         yield TarMember(name, data, member_size, kind, content)
         offset = following
     if drain:
         window.drain()
+
+
+def _truncated(where: str, offset: int, header: bytes) -> LayoutError:
+    if offset == 0 and not header:
+        return Truncated(f"{where}: not a tar archive (empty)")
+    if header.strip(b"\0"):
+        return Truncated(f"{where}: truncated tar archive (header at byte {offset} is cut off)")
+    return Truncated(f"{where}: truncated tar archive (ends at byte {offset + len(header)} "
+                     "before its end-of-archive marker, two zero blocks)")  # fmt: skip
+
+
+def _end_marker(window: _Window, where: str, offset: int) -> None:
+    """A zero block at `offset`: the end of the archive when a whole second zero block follows."""
+    second = window.get(offset + BLOCK, BLOCK)
+    if len(second) < BLOCK:
+        raise Truncated(f"{where}: truncated tar archive (ends at byte {offset + BLOCK + len(second)} "
+                        "inside its end-of-archive marker, two zero blocks)")  # fmt: skip
+    if second.strip(b"\0"):
+        raise LayoutError(f"{where}: damaged tar archive (a lone zero block at byte {offset}, then data)")
 
 
 _RUN_MIN = 32  # headers in the window below which the per-member path is as fast
@@ -186,8 +225,11 @@ def _plain_run(window: _Window, offset: int, size: int | None) -> list[TarMember
         return []
     positions, sizes = [], []
     while pos + BLOCK <= len(buf) and buf[pos + 156] in (0x30, 0x35):  # regular file, folder
+        field = buf[pos + 124 : pos + 135]
+        if not field.isdigit():  # int() would take a sign, spaces, underscores
+            break
         try:
-            member_size = int(buf[pos + 124 : pos + 135], 8)
+            member_size = int(field, 8)
         except ValueError:
             break
         positions.append(pos)
@@ -249,24 +291,43 @@ def _header(header: bytes, where: str, offset: int) -> tuple[str, int, bytes]:
 def _number(field: bytes, where: str, offset: int) -> int:
     if field[0] & 0x80:  # GNU base-256, for sizes of 8 GiB and more
         value = int.from_bytes(field[1:], "big")
-        return value - (1 << (8 * len(field) - 8)) if field[0] & 0x40 else value
-    try:
-        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        raise LayoutError(f"{where}: damaged tar header at byte {offset} (size field)") from None
+        if field[0] & 0x40:
+            value -= 1 << (8 * len(field) - 8)
+    else:
+        digits = field.split(b"\0", 1)[0].strip(b" ")
+        if digits.strip(b"01234567"):  # int() would also take a sign, underscores, 8 and 9
+            raise LayoutError(f"{where}: damaged tar header at byte {offset} (size field)")
+        value = int(digits or b"0", 8)
+    if not 0 <= value <= MAX_SIZE:
+        raise LayoutError(f"{where}: damaged tar header at byte {offset} (size {value})")
+    return value
 
 
-def _pax(payload: bytes, where: str) -> dict[str, str]:
-    """`length key=value\\n` records (POSIX.1-2001 extended header)."""
+def _pax(payload: bytes, where: str, offset: int) -> dict[str, str]:
+    """`length key=value\\n` records (POSIX.1-2001 extended header) of the header at `offset`; each
+    record's length must cover at least its own digits, a space, `k=` and the newline, and end where
+    a newline is: anything else is an error, so every record moves the parser on."""
     out: dict[str, str] = {}
     pos = 0
     while pos < len(payload) and payload[pos : pos + 1] != b"\0":
-        space = payload.find(b" ", pos)
-        try:
-            length = int(payload[pos:space])
-        except ValueError:
-            raise LayoutError(f"{where}: damaged pax header") from None
-        key, _, value = payload[space + 1 : pos + length - 1].partition(b"=")
+        space = payload.find(b" ", pos, pos + 21)
+        digits = payload[pos:space] if space > pos else b""
+        length = int(digits) if digits.isdigit() else 0
+        end = pos + length
+        if length < len(digits) + 4 or end > len(payload) or payload[end - 1 : end] != b"\n":
+            shown = digits.decode("ascii", "replace") or repr(payload[pos : pos + 8])[1:]
+            raise LayoutError(f"{where}: damaged pax header at byte {offset} (record length {shown})")
+        key, eq, value = payload[space + 1 : end - 1].partition(b"=")
+        if not eq or not key:
+            raise LayoutError(f"{where}: damaged pax header at byte {offset} (record without key=value)")
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        pos += length
+        pos = end
+    size = out.get("size")
+    if size is not None and not (
+        len(size) <= 19 and size.isascii() and size.isdigit() and int(size) <= MAX_SIZE
+    ):
+        raise LayoutError(f"{where}: damaged pax header at byte {offset} (size {size[:30]!r})")
+    if any(key.startswith("GNU.sparse.") for key in out):
+        name = out.get("path", f"member at byte {offset}")
+        raise LayoutError(f"{where}:{name}: GNU sparse member, not supported (pack it without --sparse)")
     return out

@@ -140,6 +140,12 @@ class ReadAhead:
             self._runs.extend(w.run for w in self._open)
             self._open.clear()
 
+    def reset(self) -> None:
+        """Drop every window and what was learned (a reader shared by a process starts over)."""
+        with self._lock:
+            self._open.clear()
+            self._runs.clear()
+
     def held(self) -> int:
         """Windows in memory."""
         with self._lock:

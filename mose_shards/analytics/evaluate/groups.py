@@ -24,15 +24,16 @@ def _count(n: int) -> str:
     return str(n) if n <= 2 else "3-5" if n <= 5 else "6-10" if n <= 10 else ">10"
 
 
-def labels(url: str, split: str, attribute: str, options: StorageOptions | None) -> dict[tuple[str, int], str]:
+def labels(
+    url: str, split: str, attribute: str, options: StorageOptions | None
+) -> dict[tuple[str, int], str]:
     """(video, object) -> its group under `attribute`."""
     if attribute not in ATTRIBUTES:
         raise ConfigError(f"unknown --by {attribute!r}; known: {', '.join(ATTRIBUTES)}")
     store, doc = manifest.read(url, options)
     objects = read_table(store, doc, split, "objects").to_pydict()
-    if attribute == "occlusion":
-        if "occlusion" not in objects:
-            raise ConfigError(f"--by occlusion: the objects table of {url} has no occlusion column")
+    if attribute == "occlusion" and "occlusion" not in objects:
+        raise ConfigError(f"--by occlusion: the objects table of {url} has no occlusion column")
     keys = list(zip(objects["video_id"], objects["object_id"], strict=True))
     if attribute in ("disappearance", "reappearance", "occlusion"):
         column = {"disappearance": "disappears", "reappearance": "reappears"}.get(attribute, attribute)

@@ -73,27 +73,29 @@ def _runs(radius: float) -> tuple[int, int, tuple[tuple[int, int, int], ...]]:
 
 
 def dilate(b: np.ndarray, radius: float) -> np.ndarray:
-    """dst[y, x] = any b[y + dy, x + dx] over the element's points (dy, dx), outside the map false."""
+    """dst[y, x] = any b[y + dy, x + dx] over the element's points (dy, dx), outside the map false.
+
+    Boundaries are sparse: each of their pixels opens and closes one span per element row in a
+    difference array (two bincounts for all of them), and a cumulative sum along the rows fills them."""
     h, w = b.shape
-    _, _, runs = _runs(radius)
-    # horizontal windows by prefix sums, one per distinct run, then shifted rows OR-ed together
-    csum = np.zeros((h, w + 1), dtype=np.int32)
-    np.cumsum(b, axis=1, out=csum[:, 1:])
-    out = np.zeros((h, w), dtype=bool)
-    windows: dict[tuple[int, int], np.ndarray] = {}
-    xs = np.arange(w)
-    for dy, lo, hi in runs:
-        win = windows.get((lo, hi))
-        if win is None:
-            right = np.clip(xs + hi + 1, 0, w)
-            left = np.clip(xs + lo, 0, w)
-            win = windows[(lo, hi)] = (csum[:, right] - csum[:, left]) > 0
-        if dy >= 0:
-            if dy < h:
-                out[: h - dy] |= win[dy:]
-        elif -dy < h:
-            out[-dy:] |= win[: h + dy]
+    dy, lo, hi = _run_arrays(radius)
+    ys, xs = np.nonzero(b)
+    rows = ys[None, :] - dy  # [runs, pixels]: the row each span lands in
+    keep = (rows >= 0) & (rows < h)
+    base = rows[keep] * (w + 1)
+    opens = base + np.clip((xs[None, :] - hi)[keep], 0, w)
+    closes = base + np.clip((xs[None, :] - lo + 1)[keep], 0, w)
+    size = h * (w + 1)
+    diff = np.bincount(opens, minlength=size) - np.bincount(closes, minlength=size)
+    out: np.ndarray = np.cumsum(diff.reshape(h, w + 1), axis=1)[:, :w] > 0
     return out
+
+
+@cache
+def _run_arrays(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The element's runs as three [runs, 1] columns: row offset, first and last column offset."""
+    runs = np.array(_runs(radius)[2], dtype=np.int64)
+    return runs[:, :1], runs[:, 1:2], runs[:, 2:3]
 
 
 def boundary(seg: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ class Predictions:
         self._fs, self._path = fs, path
         if fs.isfile(path):
             if not path.lower().endswith(".zip"):
-                raise DataError(self.url, f"predictions must be a folder, a .zip or a mose-shards output")
+                raise DataError(self.url, "predictions must be a folder, a .zip or a mose-shards output")
             try:
                 self._zip = zipfile.ZipFile(fs.open(path, "rb"))
             except (zipfile.BadZipFile, OSError) as exc:
@@ -60,7 +60,7 @@ class Predictions:
         elif fs.isdir(path):
             names = [p[len(path) + 1 :] for p in fs.find(path)]
         else:
-            raise DataError(self.url, f"predictions not found")
+            raise DataError(self.url, "predictions not found")
         self._files = _index(names)
 
     def where(self, video: str, frame: str) -> str:
@@ -143,7 +143,7 @@ def _hidden(name: str) -> bool:
 def decode_prediction(data: bytes, size: tuple[int, int], where: str) -> np.ndarray:
     """A palette or grayscale PNG of `size` as its id map; DataError naming `where` otherwise."""
     if not data.startswith(PNG_MAGIC):
-        raise DataError(where, f"not a PNG")
+        raise DataError(where, "not a PNG")
     declared = header_size(data)  # before Pillow decodes anything: a 60000x60000 file is no bomb here
     if declared is not None and (declared[1], declared[0]) != size:
         raise DataError(

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...core.schema import table_schema
-from ...core.tables import read_part
 from ...core.storage import StorageOptions, Store
+from ...core.tables import read_part
 from .metrics import DAVIS_2017
 
 
@@ -20,6 +20,7 @@ class Scored(Protocol):
 
     frames: pa.Table
     objects: pa.Table
+
 
 SCORE_FILES = {"scores_frames": "scores_frames.parquet", "scores_objects": "scores_objects.parquet"}
 
@@ -39,7 +40,7 @@ def objects_table(metric: str, split: str, objects: list[dict[str, Any]]) -> pa.
     schema = table_schema("scores_objects")
     rows = []
     for o in objects:
-        row = {n: None for n in schema.names}
+        row: dict[str, Any] = {n: None for n in schema.names}
         row.update(split=split, metric=metric, video=o["video"], object=o["object"], frames=o["frames"])
         row.update(J=o["J"], F=o["F"], JF=(o["J"] + o["F"]) / 2)
         if metric == DAVIS_2017:
