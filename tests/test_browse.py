@@ -161,3 +161,55 @@ def test_unknown_frame_is_a_404_not_a_traceback(converted: Path) -> None:
     assert missing.status_code == 404 and "no frame 99" in missing.text
     assert client.get("/mask/train/nosuch/0").status_code == 404
     assert client.post("/").status_code == 405  # read-only
+
+
+def test_start_reads_no_shard(converted: Path, monkeypatch) -> None:
+    """The index comes from the Parquet tables: starting reads no shard byte; a frame asked for does."""
+    from mose_shards.core.storage import Store
+    from mose_shards.tools.browse import Catalog
+
+    reads: list[str] = []
+    original = Store.read_range
+
+    def counting(self: Store, rel: str, start: int, size: int) -> bytes:
+        reads.append(rel)
+        return original(self, rel, start, size)
+
+    monkeypatch.setattr(Store, "read_range", counting)
+    catalog = Catalog(str(converted))
+    assert len(catalog.rows) == 8 and reads == []
+    row = catalog.rows[0]
+    assert catalog.jpeg(row["split"], row["video"], 0)[:2] == b"\xff\xd8"
+    assert reads and all(r.endswith(".tar") for r in reads)
+    before = len(reads)
+    catalog.jpeg(row["split"], row["video"], 0)
+    assert len(reads) == before  # cached
+
+
+def test_predictions_and_scores_are_served(converted: Path, tmp_path: Path) -> None:
+    """With --pred the page has a prediction view served as exact ids; --scores adds J&F_new per video."""
+    pytest.importorskip("httpx")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+    from starlette.testclient import TestClient
+
+    from mose_shards.tools.browse import Catalog, create_app
+
+    reader = FrameReader(str(converted))
+    video = sorted(reader.index("train").video_ids.to_pylist())[0]
+    frame = reader.read(video, 2, "train")
+    ids = np.where(frame["mask"] == 1, 3, 0).astype(np.uint8)
+    (tmp_path / "pred" / video).mkdir(parents=True)
+    Image.fromarray(ids, mode="L").save(tmp_path / "pred" / video / f"{frame['frame_name']}.png")
+    (tmp_path / "scores").mkdir()
+    scores = pa.table({"video": [video, video], "object": [1, 2], "JF_new": [0.5, 0.7]})
+    pq.write_table(scores, tmp_path / "scores" / "scores_objects.parquet")
+    catalog = Catalog(str(converted), pred=str(tmp_path / "pred"), scores=str(tmp_path / "scores"))
+    client = TestClient(create_app(catalog))
+    assert client.get(f"/api/video/train/{video}").json()["pred"] is True
+    got = client.get(f"/pred/train/{video}/2")
+    assert np.array_equal(np.frombuffer(got.content, np.uint8).reshape(ids.shape), ids)
+    assert client.get(f"/pred/train/{video}/3").status_code == 204  # no prediction for that frame
+    page = client.get("/?sort=jf_new&order=desc").text
+    assert "J&amp;F_new" in page and "0.600" in page

@@ -122,10 +122,21 @@ def test_void_is_drawn_distinctly_and_a_missing_mask_is_marked() -> None:
     unmasked = overlay.draw(image, None, banner="00003")
     assert not np.array_equal(unmasked[:16, :90], image[:16, :90])
     assert np.array_equal(unmasked[20:], image[20:])
-    named = overlay.draw(image, mask, banner="00003")
-    assert np.array_equal(unmasked[:16, 45:90] != image[:16, 45:90], np.ones((16, 45, 3), bool)) or (
-        (unmasked[:16, 45:90] != named[:16, 45:90]).any()
-    )
+    named = overlay.draw(image, np.zeros_like(mask), banner="00003")  # a mask: the name alone
+    assert (unmasked[:14, 45:80] != named[:14, 45:80]).any()  # "no mask" follows the name
+    assert np.array_equal(named[:14, 60:], image[:14, 60:])
+
+
+def test_unannotated_frames_are_marked(converted: Path, tmp_path: Path) -> None:
+    """In valid (first frame annotated only) frame 1's banner is wider than frame 0's: "no mask"."""
+    video = _video(converted, "valid")
+    show(str(converted), video, str(tmp_path / "v.webp"), split="valid", frames="0:2")
+    first, second = _animation(tmp_path / "v.webp")
+    frames = _frames(converted, video, "valid")
+    assert frames[0]["mask"] is not None and frames[1]["mask"] is None
+    band = (slice(0, 14), slice(45, 80))
+    assert (second[band] != frames[1]["image"][band]).any()
+    assert np.array_equal(second[20:], frames[1]["image"][20:])  # nothing else drawn without a mask
 
 
 def test_objects_option_draws_only_those(converted: Path, tmp_path: Path) -> None:
