@@ -27,6 +27,7 @@ def _err_lines(err: str) -> list[str]:
         ["convert", "SRC", "OUT", "--workers", "-1"],
         ["verify", "OUT", "--workers", "0"],
         ["export", "OUT", "DEST", "--workers", "-3"],
+        ["evaluate", "OUT", "PRED", "--workers", "0"],
     ],
 )
 def test_workers_below_one_is_refused_by_every_command(argv: list[str], capsys) -> None:
@@ -114,7 +115,7 @@ def test_rerun_from_another_source_names_both(
     assert str(raw_tree) in err and str(other) in err
 
 
-@pytest.mark.parametrize("command", ["info", "verify", "export", "demo"])
+@pytest.mark.parametrize("command", ["info", "verify", "export", "demo", "browse"])
 def test_every_command_help_has_examples(command: str, capsys) -> None:
     """`COMMAND --help` ends with an examples: section that uses the command."""
     with pytest.raises(SystemExit):

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from .common import EXIT_OK, add_end_option, output_command, storage_options
+from .common import (
+    EXIT_OK,
+    add_end_option,
+    add_workers_option,
+    local_workers,
+    output_command,
+    storage_options,
+)
 
 EPILOG = """\
 examples:
@@ -46,7 +53,7 @@ def register_evaluate(sub: Any) -> None:
         help="J&F_new per group: size, disappearance, reappearance, objects-per-video, occlusion",
     )
     p.add_argument("--videos", metavar="FILE", help="only the videos listed in FILE, one per line")
-    p.add_argument("--workers", type=int, default=1, help="videos scored at a time (default 1)")
+    add_workers_option(p, "videos scored at a time (with --executor ray: not capped)", all_cores=False)
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes or Ray")
     add_end_option(p, "--pred-option", "PRED")
     p.set_defaults(func=cmd_evaluate)
@@ -56,8 +63,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..analytics.evaluate import evaluate
     from ..analytics.evaluate.groups import ATTRIBUTES, by
 
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    workers = args.workers or 1
+    if args.executor == "local" and args.workers is not None:
+        workers = local_workers(args.workers)
     for attribute in args.by or []:
         if attribute not in ATTRIBUTES:
             raise ConfigError(f"unknown --by {attribute!r}; known: {', '.join(ATTRIBUTES)}")
@@ -70,7 +78,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         metric=args.metric,
         videos=videos,
-        workers=args.workers,
+        workers=workers,
         executor=args.executor,
         storage_options=options,
         pred_options=pred_options,

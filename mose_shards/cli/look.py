@@ -70,6 +70,8 @@ def register_browse(sub: Any) -> None:
         description="Serve an index of every video (sortable, filtered by SQL over the videos table) and a "
         "page per video with its masks drawn over the frames, read from the shards as they are asked "
         "for. Read-only. Needs pip install 'mose-shards[browse]'.",
+        epilog="examples:\n  mose-shards browse demo/out\n"
+        "  mose-shards browse demo/out --host 0.0.0.0   # reachable from other machines\n",
     )
     p.add_argument("--pred", metavar="PRED", help="predictions to show beside the ground truth")
     p.add_argument(
