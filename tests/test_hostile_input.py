@@ -309,10 +309,21 @@ def test_unreachable_s3_endpoint_is_one_line(tmp_path: Path, command: str) -> No
     assert len(lines) == 1 and f"{url}: cannot reach the object store at http://127.0.0.1:9" in lines[0]
 
 
-def test_plan_json_holds_no_url(tree: Path, tmp_path: Path) -> None:
-    """plan.json keeps a fingerprint and the byte options: the source's URL (and any credential in it)
-    is not written there."""
+def test_plan_json_records_the_source_masked(tree: Path, tmp_path: Path) -> None:
+    """plan.json keeps the fingerprint, the byte options and the source (so a rerun can name both
+    sources), the source with any URL credential masked."""
+    from mose_shards.conversion.config import ConvertConfig
+    from mose_shards.conversion.orchestrate import _prepare
+    from mose_shards.core.storage import Store
+
     out = tmp_path / "out"
     assert main(["convert", str(tree), str(out), "--workers", "1", "-q"]) == 0
-    plan = (out / ".mose-shards" / "plan.json").read_text()
-    assert str(tree) not in plan and set(json.loads(plan)) == {"fingerprint", "options"}
+    plan = json.loads((out / ".mose-shards" / "plan.json").read_text())
+    assert set(plan) == {"fingerprint", "options", "source"} and plan["source"] == str(tree)
+    (tmp_path / "other").mkdir()
+    _prepare(Store(str(tmp_path / "other")), ConvertConfig(source=SECRET_URL, output="x"), "digest")
+    written = (tmp_path / "other" / ".mose-shards" / "plan.json").read_text()
+    assert (
+        "PASSWORD" not in written
+        and json.loads(written)["source"] == "http://alice:***@127.0.0.1:9/train.tar"
+    )

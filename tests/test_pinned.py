@@ -18,7 +18,7 @@ PINNED = {
     ".mose-shards/done/train-000001.json": "3e2efcf87c59f44c816820e542e77c6d7b07a6cf195e4db2c8080c6e4e7b5afb",
     ".mose-shards/done/valid-000000.json": "207c18d3c6a0ac4dc8bcfd70fa01414d200be8439a40faf5b23052e96b17dc6b",
     ".mose-shards/done/valid-000001.json": "823e14172ef2299eb914b5286344413d554c6d30957c9207856f6b0be61e7a13",
-    ".mose-shards/plan.json": "9eb4ebc2218bf2d37c35c432d6b1f44e6cc739ffcc0d68678fcfbd9ec18b3820",
+    ".mose-shards/plan.json": "38b0d5e70c7f6f3923cafe0afa6693f35cf0bdb7919bb2994f23c5fc09467e06",
     "manifest.json": "e618b5d8930235216d39da15e392d40c0304e40ba783e1484dc37895d00a4bb4",
     "shards/train/train-000000.tar": "ffa17a575ff1b6ae7b57f5d489237528b6d07876791d88df6221421bdbdeca40",
     "shards/train/train-000001.tar": "e1cc2779ec9ae63707936e00afa175c8110384382147dfe632ad46f23d42f7e9",
@@ -44,10 +44,12 @@ PINNED = {
 
 
 def normalised_plan(path: Path) -> bytes:
-    """plan.json with its fingerprint replaced: since issue 12 the fingerprint covers each source
-    file's mtime, which differs on every generation of the demo tree (the options stay pinned)."""
+    """plan.json with its fingerprint and source replaced: since issue 12 the fingerprint covers each
+    source file's mtime, which differs on every generation of the demo tree (the options stay pinned).
+    Issue 21 added the source, so the pin of plan.json changed then (and only that file's)."""
     plan = json.loads(path.read_text())
     plan["fingerprint"] = "<FINGERPRINT>"
+    plan["source"] = "<SRC>"  # recorded since issue 21 (a rerun names both sources); an absolute path
     return json.dumps(plan, indent=2, sort_keys=True).encode()
 
 
