@@ -247,3 +247,24 @@ def test_show_from_s3_reads_only_the_video(s3_converted: str, s3_server, tmp_pat
     shard_reads = [r for r in reads if r[0].endswith(".tar")]
     assert 1 <= len(shard_reads) <= 4
     assert all(low <= start and start + size <= high for _, start, size in shard_reads)
+
+
+def test_pred_zip_member_is_bounded_like_evaluate(converted: Path, tmp_path: Path, capsys) -> None:
+    """show --pred reads a zip as evaluate does: a PNG declaring 60000x60000 is one line naming the
+    member (the pixel cap before decoding), no file written."""
+    import struct
+    import zipfile
+    import zlib
+
+    video = _video(converted)
+    name = _frames(converted, video)[0]["frame_name"]
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 3, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    pred = tmp_path / "pred.zip"
+    with zipfile.ZipFile(pred, "w") as zf:
+        zf.writestr(f"Annotations/{video}/{name}.png", b"\x89PNG\r\n\x1a\n" + chunk)
+    dest = tmp_path / "p.webp"
+    assert main(["show", str(converted), video, "--pred", str(pred), "-o", str(dest)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{video}/{name}.png" in err and "60000x60000" in err
+    assert not dest.exists()

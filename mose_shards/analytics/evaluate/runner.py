@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from ...core.errors import ConfigError, DataError
 from ...core.storage import StorageOptions
+from ...loader.predictions import Predictions
 from .metrics import DAVIS_2017, METRICS, MOSE_V2, score_frame
-from .pred import Predictions
 from .scores import davis_object, mose_object, object_json, summary
 from .tables import frames_table, objects_table
 from .truth import GroundTruth, Video

@@ -1,6 +1,8 @@
 """Predictions as id maps: a folder or a .zip of `<video>/<frame>.png` on any fsspec store, or an output.
 
-The folder and zip forms are the ones the evaluation servers take: the PNGs may sit under
+One reader for `evaluate` (ids checked against the ground truth's size) and for `show` / `browse`
+(ids as the file holds them, or None where a frame has no prediction). The folder and zip forms are
+the ones the evaluation servers take: the PNGs may sit under
 `Annotations/` or inside one single top folder. A zip is read in place through its central directory,
 each member no further than it declares and never past `MAX_MEMBER` bytes.
 """
@@ -15,10 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...core.errors import DataError
-from ...core.images import header_size
-from ...core.maskpng import check_rows
-from ...core.storage import StorageOptions, url_to_fs
+from ..core.errors import DataError
+from ..core.images import check_pixels, header_size
+from ..core.maskpng import check_rows
+from ..core.storage import StorageOptions, url_to_fs
+from .random_access import FrameReader
 
 MAX_MEMBER = 256 << 20  # no mask PNG is this large; a member declaring more is refused unread
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,8 +56,6 @@ class Predictions:
                 raise DataError(self.url, f"not a readable zip ({exc})") from None
             names = [i.filename for i in self._zip.infolist() if not i.is_dir()]
         elif fs.isfile(f"{path}/manifest.json"):
-            from ...loader.random_access import FrameReader
-
             self._reader = FrameReader(self.url, self.storage_options)
             names = []
         elif fs.isdir(path):
@@ -75,15 +76,26 @@ class Predictions:
     def read(self, video: str, frame: str, size: tuple[int, int]) -> np.ndarray:
         """The prediction of one frame, checked to be a PNG of `size` (height, width)."""
         where = self.where(video, frame)
-        if self._reader is not None:
-            data = self._from_output(video, frame, where)
-        else:
-            rel = self._files.get((video, frame))
-            if rel is None:
-                what = "frame" if self.has_video(video) else "video"
-                raise DataError(where, f"missing from the predictions (no such {what})")
-            data = self._member(rel, where) if self._zip is not None else self._file(rel, where)
+        data = self._bytes(video, frame, where)
+        if data is None:
+            what = "frame" if self.has_video(video) else "video"
+            raise DataError(where, f"missing from the predictions (no such {what})")
         return decode_prediction(data, size, where)
+
+    def ids(self, video: str, frame: str) -> np.ndarray | None:
+        """The prediction of one frame at the size its file has; None where PRED has no such frame."""
+        where = self.where(video, frame)
+        data = self._bytes(video, frame, where)
+        return None if data is None else decode_prediction(data, None, where)
+
+    def _bytes(self, video: str, frame: str, where: str) -> bytes | None:
+        """The frame's PNG bytes, bounded; None where PRED has no such video or frame."""
+        if self._reader is not None:
+            return self._from_output(video, frame)
+        rel = self._files.get((video, frame))
+        if rel is None:
+            return None
+        return self._member(rel, where) if self._zip is not None else self._file(rel, where)
 
     def _file(self, rel: str, where: str) -> bytes:
         with self._fs.open(f"{self._path}/{rel}", "rb") as fh:
@@ -106,7 +118,7 @@ class Predictions:
             raise DataError(where, f"holds {len(data)} bytes, its header says {info.file_size}")
         return data
 
-    def _from_output(self, video: str, frame: str, where: str) -> bytes:
+    def _from_output(self, video: str, frame: str) -> bytes | None:
         reader = self._reader
         for split in sorted(reader.doc["splits"]):
             index = reader.index(split)
@@ -116,11 +128,11 @@ class Predictions:
             entry = index.video(position)
             names = entry.frame_names.to_pylist()
             if frame not in names:
-                raise DataError(where, "missing from the predictions (no such frame)")
+                return None
             at = names.index(frame)
             data: bytes = reader.fetch(entry, [at])[at]["png"]
             return data
-        raise DataError(where, "missing from the predictions (no such video)")
+        return None
 
 
 def _index(names: list[str]) -> dict[tuple[str, str], str]:
@@ -140,18 +152,24 @@ def _hidden(name: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
 
 
-def decode_prediction(data: bytes, size: tuple[int, int], where: str) -> np.ndarray:
-    """A palette or grayscale PNG of `size` as its id map; DataError naming `where` otherwise."""
+def decode_prediction(data: bytes, size: tuple[int, int] | None, where: str) -> np.ndarray:
+    """A palette or grayscale PNG (of `size`, when given) as its id map; DataError naming `where`
+    otherwise. Without a size, the pixel cap bounds what is decoded."""
     if not data.startswith(PNG_MAGIC):
         raise DataError(where, "not a PNG")
     declared = header_size(data)  # before Pillow decodes anything: a 60000x60000 file is no bomb here
-    if declared is not None and (declared[1], declared[0]) != size:
+    if size is None:
+        try:
+            check_pixels(data)
+        except ValueError as exc:
+            raise DataError(where, str(exc)) from None
+    elif declared is not None and (declared[1], declared[0]) != size:
         raise DataError(
             where, f"prediction is {declared[0]}x{declared[1]}, the ground truth {size[1]}x{size[0]}"
         )
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if (img.height, img.width) != size:
+            if size is not None and (img.height, img.width) != size:
                 raise DataError(
                     where, f"prediction is {img.width}x{img.height}, the ground truth {size[1]}x{size[0]}"
                 )
