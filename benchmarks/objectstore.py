@@ -1,15 +1,22 @@
 """Object storage against local disk, whole epochs: the same output read from SeaweedFS behind a proxy
 adding 20 ms per request, and from the local disk; 1080p source. Prints S3/local ratios, requests per
-clip (counted at the proxy, index reads included) and the time to the first clip.
+clip (counted at the proxy, index reads included), the time to the first clip, and the CPU each
+side spends per clip.
 
     .venv/bin/python benchmarks/objectstore.py [--rounds 3] [--cases sam2@240,sam2,clips@240]
 
 Cases: `sam2[@N]` is SAM 2's sampling (tests/sam2_like.py: RandomUniformSampler + VOSDataset's
 construct, 8-frame clips, <= 3 objects) over `ShardRawDataset(short_side=N)` in a DataLoader with 2
 workers; `clips[@N]` is `ClipDataset(clip_length=8, short_side=N)` in a `ClipLoader` with 1 worker.
-Every epoch runs in a fresh process and is timed from the dataset's construction (manifest and index
-reads included) to its last clip. Rounds interleave the cases and the two storages (the order
-alternating); medians are reported.
+Every measurement is a fresh process running `--epochs` epochs: the first timed from the dataset's
+construction (manifest and index reads included) to its last clip, the later ones from a new
+loader (new workers, as SAM 2's trainer makes one per epoch). Rounds interleave the cases and the
+two storages (the order alternating); medians are reported.
+
+CPU per clip is counted by whose: the benchmark's processes (readers: the main process and its
+DataLoader workers, from rusage), the S3 server (`weed`, from /proc) and the latency proxy (this
+driver's threads). The server and the proxy share this machine's cores with the readers, which a
+cloud bucket does not: on 2 cores, S3 epochs are bounded by local CPU / (readers + server + proxy).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +46,7 @@ def log(msg: str) -> None:
 # --- one epoch, in a fresh process --------------------------------------------------------------------
 
 
-def sam2_epoch(cfg: dict[str, Any]) -> tuple[int, float, float]:
+def sam2_epochs(cfg: dict[str, Any]) -> list[tuple[int, float, float]]:
     import torch
 
     from mose_shards.sam2 import ShardRawDataset
@@ -46,38 +54,53 @@ def sam2_epoch(cfg: dict[str, Any]) -> tuple[int, float, float]:
 
     class Clips(torch.utils.data.Dataset):  # type: ignore[misc]
         def __init__(self, raw: Any) -> None:
-            self.raw = raw
+            self.raw, self.epoch = raw, 0
 
         def __len__(self) -> int:
             return len(self.raw) * cfg["per_video"]
 
         def __getitem__(self, item: int) -> int:
             video, segment_loader = self.raw.get_video(item % len(self.raw))
-            rng = random.Random(cfg["seed"] * 1_000_003 + item)
+            rng = random.Random((cfg["seed"] * 1_000_003 + item) * 7 + self.epoch)
             return len(sample_clip(video, segment_loader, NUM_FRAMES, MAX_OBJECTS, rng)["images"])
 
     start = time.perf_counter()
-    raw = ShardRawDataset(cfg["url"], storage_options=cfg["options"], short_side=cfg["short_side"])
-    loader = torch.utils.data.DataLoader(Clips(raw), batch_size=None, num_workers=cfg["workers"])
-    first, clips = 0.0, 0
-    for frames in loader:
-        assert frames == NUM_FRAMES
-        clips += 1
-        first = first or time.perf_counter() - start
-    return clips, first, time.perf_counter() - start
+    clips = Clips(ShardRawDataset(cfg["url"], storage_options=cfg["options"], short_side=cfg["short_side"]))
+    out = []
+    for epoch in range(cfg["epochs"]):  # SAM 2's trainer makes a new DataLoader (new workers) per epoch
+        clips.epoch = epoch
+        loader = torch.utils.data.DataLoader(clips, batch_size=None, num_workers=cfg["workers"])
+        out.append(_timed(loader, start, lambda frames: 1 if frames == NUM_FRAMES else _bad(frames)))
+        start = time.perf_counter()
+    return out
 
 
-def clips_epoch(cfg: dict[str, Any]) -> tuple[int, float, float]:
+def clips_epochs(cfg: dict[str, Any]) -> list[tuple[int, float, float]]:
     from mose_shards.loader import ClipDataset, ClipLoader
 
     start = time.perf_counter()
     ds = ClipDataset(cfg["url"], clip_length=NUM_FRAMES, short_side=cfg["short_side"], seed=cfg["seed"],
                      storage_options=cfg["options"], clips_per_video=cfg["per_video"])  # fmt: skip
+    out = []
+    for epoch in range(cfg["epochs"]):
+        ds.set_epoch(epoch)
+        loader = ClipLoader(ds, num_workers=cfg["workers"])
+        out.append(_timed(loader, start, lambda batch: len(batch["video_id"])))
+        start = time.perf_counter()
+    return out
+
+
+def _timed(loader: Any, start: float, count: Any) -> tuple[int, float, float]:
+    """(clips, seconds to the first, seconds to the last) of one pass over a loader."""
     first, clips = 0.0, 0
-    for batch in ClipLoader(ds, num_workers=cfg["workers"]):
-        clips += len(batch["video_id"])
+    for item in loader:
+        clips += count(item)
         first = first or time.perf_counter() - start
     return clips, first, time.perf_counter() - start
+
+
+def _bad(frames: int) -> int:
+    raise AssertionError(f"a clip of {frames} frames, not {NUM_FRAMES}")
 
 
 def run(path: str) -> None:
@@ -85,8 +108,9 @@ def run(path: str) -> None:
 
     torch.set_num_threads(1)  # as in a DataLoader worker, and the machine is shared
     cfg = json.loads(Path(path).read_text())
-    clips, first, seconds = (sam2_epoch if cfg["case"] == "sam2" else clips_epoch)(cfg)
-    print("RESULT " + json.dumps({"clips": clips, "first": first, "seconds": seconds}), flush=True)
+    epochs = (sam2_epochs if cfg["case"] == "sam2" else clips_epochs)(cfg)
+    keys = ("clips", "first", "seconds")
+    print("RESULT " + json.dumps([dict(zip(keys, e, strict=True)) for e in epochs]), flush=True)
 
 
 # --- the driver -------------------------------------------------------------------------------------
@@ -107,17 +131,29 @@ def prepare(work: Path, args: argparse.Namespace) -> Path:
     return out
 
 
-def epoch(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+def epoch(cfg: dict[str, Any], work: Path, server_pid: int) -> list[dict[str, Any]]:
+    """The epochs of one fresh process, with the CPU seconds that its processes (the readers), the
+    S3 server and this process (the latency proxy's threads) spent meanwhile."""
     path = work / "config.json"
     path.write_text(json.dumps(cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    before = _cpu(server_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
     done = subprocess.run([sys.executable, __file__, "run", str(path)], capture_output=True, text=True,
                           env=env, timeout=1800)  # fmt: skip
+    after = _cpu(server_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            result: dict[str, Any] = json.loads(line[len("RESULT ") :])
-            return result
+            result: list[dict[str, Any]] = json.loads(line[len("RESULT ") :])
+            readers = sum(getattr(after[1], f) - getattr(before[1], f) for f in ("ru_utime", "ru_stime"))
+            cpu = {"readers": readers, "server": after[0] - before[0], "proxy": after[2] - before[2]}
+            return [{**result[0], "cpu": cpu}, *result[1:]]
     raise RuntimeError(f"{cfg['case']} on {cfg['storage']}: exit {done.returncode}: {done.stderr[-2000:]}")
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -130,6 +166,11 @@ def main() -> None:
     ap.add_argument("--cases", default="sam2@240,sam2,clips@240")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians reported")
     ap.add_argument("--delay", type=float, default=0.02, help="seconds the proxy adds per request")
+    ap.add_argument(
+        "--epochs", type=int, default=2,
+        help="epochs per process: the first from the dataset's construction, the others with a new "
+        "loader (new workers), as SAM 2's trainer makes one per epoch",
+    )  # fmt: skip
     args = ap.parse_args()
     import fsspec
 
@@ -153,38 +194,59 @@ def main() -> None:
                         cfg = {"case": name, "storage": storage, "short_side": int(side) if side else None,
                                "workers": 2 if name == "sam2" else 1, "seed": r, "per_video": args.per_video,
                                "url": str(out) if storage == "local" else server.url("out"),
-                               "options": None if storage == "local" else slow}  # fmt: skip
+                               "options": None if storage == "local" else slow,
+                               "epochs": args.epochs}  # fmt: skip
                         before = proxy.requests
-                        result = epoch(cfg, work)
-                        result["requests"] = proxy.requests - before
+                        result = epoch(cfg, work, server.process.pid)
+                        result[0]["requests"] = proxy.requests - before
                         results.setdefault((case, storage), []).append(result)
                         log(f"round {r} {case} {storage}: {result}")
     report(args, cases, results)
 
 
-Results = dict[tuple[str, str], list[dict[str, Any]]]
+Results = dict[tuple[str, str], list[list[dict[str, Any]]]]
 
 
 def report(args: argparse.Namespace, cases: list[str], results: Results) -> None:
-    """Per case: medians of the rates, and of each round's S3/local ratio (the two epochs of a round
-    ran one after the other, so a busy spell of a shared machine hits both), over the whole epoch
-    and after the first clip."""
+    """Per case: medians of the rates, and of each round's S3/local ratio (the two processes of a
+    round ran one after the other, so a busy spell of a shared machine hits both): over the first
+    epoch (from the dataset's construction), after its first clip, and over a later epoch (a new
+    loader); requests per clip over all epochs; CPU per clip of the first epoch's process."""
     print(f"{args.videos} videos x {args.frames} frames at {args.size}, {args.per_video} clips of "
           f"{NUM_FRAMES} frames per video; S3 = SeaweedFS + {args.delay * 1000:.0f} ms/request; "
           f"medians of {args.rounds} rounds")  # fmt: skip
-    print("| case | local clips/s | S3 clips/s | S3 / local (per round) | after the first clip | "
-          "requests / clip | first clip local / S3 |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| case | local clips/s | S3 clips/s | S3 / local, first epoch | after its first clip | "
+          "later epoch | requests / clip | first clip local / S3 (later epoch) | CPU ms / clip: "
+          "local / S3 readers + server + proxy |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for case in cases:
         local, s3 = results[(case, "local")], results[(case, "s3")]
-        rate_l, rate_s = (statistics.median(r["clips"] / r["seconds"] for r in v) for v in (local, s3))
-        whole = [a["seconds"] / b["seconds"] for a, b in zip(local, s3, strict=True)]
-        steady = [_after_first(a) / _after_first(b) for a, b in zip(local, s3, strict=True)]
-        per_clip = statistics.median(r["requests"] / r["clips"] for r in s3)
-        first_l, first_s = (statistics.median(r["first"] for r in v) for v in (local, s3))
-        ratios = f"{statistics.median(whole):.2f}x | {statistics.median(steady):.2f}x"
-        print(f"| {case} | {rate_l:.1f} | {rate_s:.1f} | {ratios} | {per_clip:.2f} | "
-              f"{first_l:.2f} s / {first_s:.2f} s |")  # fmt: skip
+        rate_l, rate_s = (statistics.median(r[0]["clips"] / r[0]["seconds"] for r in v) for v in (local, s3))
+        pairs = list(zip(local, s3, strict=True))
+        whole = _median(a[0]["seconds"] / b[0]["seconds"] for a, b in pairs)
+        steady = _median(_after_first(a[0]) / _after_first(b[0]) for a, b in pairs)
+        later = _median(a[-1]["seconds"] / b[-1]["seconds"] for a, b in pairs) if args.epochs > 1 else "-"
+        per_clip = statistics.median(r[0]["requests"] / sum(e["clips"] for e in r) for r in s3)
+        first_l, first_s = (statistics.median(r[0]["first"] for r in v) for v in (local, s3))
+        again_l, again_s = (statistics.median(r[-1]["first"] for r in v) for v in (local, s3))
+        cpu_l, cpu_s = (_cpu_per_clip(v) for v in (local, s3))
+        cpu = (
+            f"{cpu_l['readers']:.0f} / {cpu_s['readers']:.0f} + {cpu_s['server']:.0f} + {cpu_s['proxy']:.0f}"
+        )
+        print(f"| {case} | {rate_l:.1f} | {rate_s:.1f} | {whole} | {steady} | {later} | {per_clip:.2f} | "
+              f"{first_l:.2f} s / {first_s:.2f} s ({again_l:.2f} s / {again_s:.2f} s) | {cpu} |")  # fmt: skip
+
+
+def _median(values: Any) -> str:
+    return f"{statistics.median(values):.2f}x"
+
+
+def _cpu_per_clip(rounds: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """Median milliseconds of CPU per clip, by whose, over a process's epochs."""
+    return {
+        who: statistics.median(r[0]["cpu"][who] * 1000 / sum(e["clips"] for e in r) for r in rounds)
+        for who in ("readers", "server", "proxy")
+    }
 
 
 def _after_first(result: dict[str, Any]) -> float:

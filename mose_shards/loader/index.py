@@ -176,12 +176,12 @@ def build_index(tables: list[pa.Table], shards: list[Shard], verify: bool = Fals
         raise OutputError(
             f"the frames table names shard {exc.args[0]!r}, which the manifest does not list"
         ) from None
-    shard = shard_of_name[shard_names.indices.to_numpy(zero_copy_only=False)]
+    shard = shard_of_name[arrow_numpy(shard_names.indices)]
     members = np.stack([_ints(table, c) for c in MEMBER_COLUMNS], axis=1)
     # tar order: by shard, then offset; a video's frames are adjacent there
     order = np.lexsort((members[:, 0], shard))
     video_codes = table.column("video_id").combine_chunks().dictionary_encode().indices
-    video_codes = video_codes.to_numpy(zero_copy_only=False)
+    video_codes = arrow_numpy(video_codes)
     shard_o, video_o = shard[order], video_codes[order]
     change = np.flatnonzero((np.diff(shard_o) != 0) | (np.diff(video_o) != 0)) + 1
     starts = np.concatenate([[0], change])
@@ -197,16 +197,16 @@ def build_index(tables: list[pa.Table], shards: list[Shard], verify: bool = Fals
     byte_start = np.zeros(len(starts), np.int64)  # a video's range starts where the previous one ends
     same = video_shard[1:] == video_shard[:-1]
     byte_start[1:] = np.where(same, byte_end[:-1], 0)
-    take = pa.array(order)
+    take = _arrow_positions(order)
     index = SplitIndex(
         shards=shards,
-        video_ids=table.column("video_id").take(take).combine_chunks().take(pa.array(starts)),
+        video_ids=table.column("video_id").take(take).combine_chunks().take(_arrow_positions(starts)),
         video_shard=video_shard,
         byte_start=byte_start,
         byte_end=byte_end,
         first_frame=first_frame,
         frame_names=table.column("frame_name").take(take).combine_chunks(),
-        has_mask=table.column("has_mask").to_numpy()[order].astype(bool),
+        has_mask=arrow_numpy(table.column("has_mask"))[order],
         num_objects=_ints(table, "num_objects")[order].astype(np.int32),
         members=members,
     )
@@ -215,15 +215,36 @@ def build_index(tables: list[pa.Table], shards: list[Shard], verify: bool = Fals
     return index
 
 
+def _arrow_positions(positions: np.ndarray) -> pa.Array:
+    """Row positions as an Arrow int64 array, from the numpy buffer: `pa.array` would import pandas
+    (~0.3 s of a worker's start) to check what kind of sequence it was given."""
+    values = np.ascontiguousarray(positions, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def arrow_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An integer or boolean array's values, from its buffer where it has no nulls: Arrow's own `to_numpy`
+    (and `fill_null`, `pa.scalar`) import pandas, ~0.3 s of every process's start."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_boolean(values.type) and not values.null_count:
+        return arrow_numpy(values.cast(pa.uint8())).astype(bool)
+    kind = values.type
+    if values.null_count or not pa.types.is_integer(kind):
+        return values.to_numpy(zero_copy_only=False)
+    dtype = np.dtype(f"{'u' if pa.types.is_unsigned_integer(kind) else 'i'}{kind.bit_width // 8}")
+    return np.frombuffer(values.buffers()[1], dtype)[values.offset : values.offset + len(values)]
+
+
 def _ints(table: pa.Table, column: str) -> np.ndarray:
-    return table.column(column).to_numpy().astype(np.int64)
+    return arrow_numpy(table.column(column)).astype(np.int64)
 
 
 def _hex_digests(column: pa.ChunkedArray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sha256 hex strings -> uint8 [n, 32] (zeros where null) and a presence flag."""
-    values = column.take(pa.array(order)).combine_chunks()
-    present = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    raw = values.fill_null("0" * 64).cast(pa.binary())
+    values = column.take(_arrow_positions(order)).combine_chunks()
+    present = arrow_numpy(values.is_null().cast(pa.uint8())) == 0
+    raw = (values.fill_null("0" * 64) if values.null_count else values).cast(pa.binary())
     offsets = np.frombuffer(raw.buffers()[1], np.int32)[raw.offset : raw.offset + len(raw) + 1]
     if len(raw) and not np.all(np.diff(offsets) == 64):
         raise OutputError("the frames table holds a sha256 that is not 64 hex digits")
@@ -238,11 +259,11 @@ def _add_digests(index: SplitIndex, table: pa.Table, order: np.ndarray) -> None:
     png, present = _hex_digests(table.column("png_sha256"), order)
     index.digests = np.stack([jpg, png], axis=1)
     index.has_png_digest = present
-    index.keys = table.column("key").take(pa.array(order)).combine_chunks()
+    index.keys = table.column("key").take(_arrow_positions(order)).combine_chunks()
 
 
 def _empty(shards: list[Shard]) -> SplitIndex:
-    none, names = np.zeros(0, np.int64), pa.array([], pa.string())
+    none, names = np.zeros(0, np.int64), pa.nulls(0, pa.string())
     return SplitIndex(
         shards, names, none.astype(np.int32), none, none, np.zeros(1, np.int64),
         names, none.astype(bool), none.astype(np.int32), np.zeros((0, 6), np.int64),

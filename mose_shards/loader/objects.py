@@ -18,7 +18,7 @@ from ..core.errors import OutputError
 from ..core.manifest import split_entry
 from ..core.storage import Store
 from ..core.tables import read_parts
-from .index import SplitIndex, loaded_index, shared_index
+from .index import SplitIndex, arrow_numpy, loaded_index, shared_index
 
 COLUMNS = ("video_id", "frame_index", "object_id")
 
@@ -56,24 +56,24 @@ def add_frame_objects(
         rows, ids = np.zeros(0, np.int64), np.zeros(0, np.uint8)
     else:
         found = pc.index_in(table.column("video_id"), value_set=index.video_ids)
-        position = table.column("frame_index").to_numpy().astype(np.int64)
+        position = arrow_numpy(table.column("frame_index")).astype(np.int64)
         where = f"{store.url}: the masks table of split {split!r} names"
         if found.null_count:
             raise OutputError(f"{where} a video the frames table lacks")
-        video = found.to_numpy().astype(np.int64)
+        video = arrow_numpy(found).astype(np.int64)
         if (position >= index.frame_counts()[video]).any():
             raise OutputError(f"{where} a frame the frames table lacks")
         rows = index.first_frame[video] + position
-        ids = table.column("object_id").to_numpy().astype(np.uint8)
+        ids = arrow_numpy(table.column("object_id")).astype(np.uint8)
         order = np.lexsort((ids, rows))
         rows, ids = rows[order], ids[order]
     counts = np.bincount(rows, minlength=frames)
     bad = np.flatnonzero(counts != index.num_objects)
     if len(bad):
-        video = int(np.searchsorted(index.first_frame, bad[0], side="right") - 1)
+        wrong = int(np.searchsorted(index.first_frame, bad[0], side="right") - 1)
         raise OutputError(
             f"{store.url}: the masks table of split {split!r} does not match the frames table's "
-            f"object counts for video {str(index.video_ids[video])!r}"
+            f"object counts for video {str(index.video_ids[wrong])!r}"
         )
     index.object_ids = ids
     index.object_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
