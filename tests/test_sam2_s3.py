@@ -16,6 +16,7 @@ from tests.s3server import S3Server
 torch = pytest.importorskip("torch")
 pytest.importorskip("iopath")
 
+from mose_shards.core.errors import ConfigError  # noqa: E402
 from mose_shards.loader import random_access  # noqa: E402
 from mose_shards.sam2 import ShardRawDataset  # noqa: E402
 from tests.sam2_like import FirstFrames, sample_clip  # noqa: E402
@@ -126,3 +127,32 @@ def test_dataloader_with_two_spawned_workers(s3_converted: str, s3_server: S3Ser
             ids = np.asarray(Image.open(str(stem).replace("JPEGImages", "Annotations") + ".png"))
             assert sorted(masks) == sorted(int(i) for i in np.unique(ids) if i not in (0, 255))
             assert all(np.array_equal(m, ids == k) for k, m in masks.items())
+
+
+def test_list_files_on_the_outputs_store_use_its_client(
+    s3_converted: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A video list beside the output on S3 is read with the output's own client: no client is made
+    for it (one made and dropped would need a full collection before DataLoader workers fork)."""
+    import s3fs
+
+    options = s3_server.storage_options()  # skip_instance_cache: every S3FileSystem() is a new client
+    all_videos = ShardRawDataset(s3_converted, storage_options=options).video_names
+    fs = s3fs.S3FileSystem(**options)
+    listed, excluded = f"{s3_converted}/lists/train.txt", f"{s3_converted}/lists/excluded.txt"
+    fs.pipe_file(listed, "".join(f"{v}.mp4\n" for v in all_videos[:3]).encode())
+    fs.pipe_file(excluded, f"{all_videos[0]}\n".encode())
+    made: list[object] = []
+    original = s3fs.S3FileSystem.__init__
+
+    def counted(self: object, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "__init__", counted)
+    ds = ShardRawDataset(s3_converted, storage_options=options, file_list_txt=listed,
+                         excluded_videos_list_txt=excluded)  # fmt: skip
+    assert ds.video_names == all_videos[1:3]
+    assert made == []
+    with pytest.raises(ConfigError, match="video list not found"):
+        ShardRawDataset(s3_converted, storage_options=options, file_list_txt=f"{s3_converted}/lists/none.txt")

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, MissingDependencyError, MissingMaskError, OutputError
 from ..core.maskpng import object_ids
-from ..core.storage import StorageOptions, url_to_fs
+from ..core.storage import StorageOptions, is_local, url_to_fs
 from .decode import check_short_side, decode_frame_mask, decode_image
 from .index import SplitIndex
 from .random_access import FrameReader, adopt_reader, reader_key, registered_reader, shared_reader
@@ -268,11 +268,6 @@ class ShardRawDataset:
         index = self._index()  # read here, once: workers get it with the pickled dataset
         self.void_label: int | None = self._reader.doc["options"]["void_label"]
         self.video_names = self._select(index, file_list_txt, excluded_videos_list_txt)
-        # Unreachable fsspec/s3fs clients (ours from reading list files) must be finalized here:
-        # collected in a forked DataLoader worker, they try to close on this process's event loop and
-        # print "Task exception was never retrieved" tracebacks. They are young, so the young
-        # generations suffice (~1 ms; a full collection is ~0.1 s in a process that imported torch).
-        gc.collect(1)
 
     @property
     def _key(self) -> str:
@@ -302,12 +297,23 @@ class ShardRawDataset:
 
     def _read_list(self, path: str) -> list[str]:
         """Video names of a list file, as PNGRawDataset reads them; blank lines are skipped."""
-        same_store = fsspec.utils.get_protocol(path) == fsspec.utils.get_protocol(self.url)
-        fs, inner = url_to_fs(path, self.storage_options if same_store else None)
+        if fsspec.utils.get_protocol(path) == fsspec.utils.get_protocol(self.url):
+            fs = self._reader.store.fs  # the output's client, with its options: none is made
+            inner, made = fs._strip_protocol(path), False
+        else:
+            fs, inner = url_to_fs(path)
+            made = not is_local(fs)
         try:
             text = fs.cat_file(inner).decode()
         except (FileNotFoundError, IsADirectoryError):
             raise ConfigError(f"{path}: video list not found") from None
+        if made:
+            # A client made for this file, once unreachable, must be finalized here: collected in a
+            # forked DataLoader worker, it would try to close on this process's event loop and print
+            # "Task exception was never retrieved" tracebacks. (A full collection costs ~0.1 s in a
+            # process that imported torch, so only this case pays it.)
+            del fs
+            gc.collect()
         return [os.path.splitext(line.strip())[0] for line in text.splitlines() if line.strip()]
 
     def __len__(self) -> int:
