@@ -35,14 +35,12 @@ class LatencyProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._open: set[socket.socket] = set()
-        self._stopped = False
 
     def start(self) -> LatencyProxy:
         threading.Thread(target=self._accept, daemon=True, name="latency-proxy").start()
         return self
 
     def stop(self) -> None:
-        self._stopped = True
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
@@ -51,14 +49,11 @@ class LatencyProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def _accept(self) -> None:
-        while not self._stopped:
+        while True:
             try:
                 client, _ = self._listener.accept()
-            except OSError:
+            except OSError:  # closed by stop()
                 return
             threading.Thread(target=self._connection, args=(client,), daemon=True).start()
 

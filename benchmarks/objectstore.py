@@ -36,6 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proctree import cpu_seconds  # noqa: E402
+
 NUM_FRAMES, MAX_OBJECTS = 8, 3
 
 
@@ -131,29 +133,26 @@ def prepare(work: Path, args: argparse.Namespace) -> Path:
     return out
 
 
-def epoch(cfg: dict[str, Any], work: Path, server_pid: int) -> list[dict[str, Any]]:
-    """The epochs of one fresh process, with the CPU seconds that its processes (the readers), the
-    S3 server and this process (the latency proxy's threads) spent meanwhile."""
+Results = dict[tuple[str, str], list[dict[str, Any]]]  # (case, storage) -> a measure() per round
+
+
+def measure(cfg: dict[str, Any], work: Path, server_pid: int) -> dict[str, Any]:
+    """One fresh process: {"epochs": [{clips, first, seconds}, ...], "cpu": {readers, server, proxy}},
+    the CPU seconds its processes (the readers), the S3 server and this process (the latency proxy's
+    threads) spent while it ran."""
     path = work / "config.json"
     path.write_text(json.dumps(cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    before = _cpu(server_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
+    before = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
     done = subprocess.run([sys.executable, __file__, "run", str(path)], capture_output=True, text=True,
                           env=env, timeout=1800)  # fmt: skip
-    after = _cpu(server_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
+    after = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            result: list[dict[str, Any]] = json.loads(line[len("RESULT ") :])
             readers = sum(getattr(after[1], f) - getattr(before[1], f) for f in ("ru_utime", "ru_stime"))
             cpu = {"readers": readers, "server": after[0] - before[0], "proxy": after[2] - before[2]}
-            return [{**result[0], "cpu": cpu}, *result[1:]]
+            return {"epochs": json.loads(line[len("RESULT ") :]), "cpu": cpu}
     raise RuntimeError(f"{cfg['case']} on {cfg['storage']}: exit {done.returncode}: {done.stderr[-2000:]}")
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -180,7 +179,7 @@ def main() -> None:
     work = Path(args.work)
     out = prepare(work, args)
     cases = args.cases.split(",")
-    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    results: Results = {}
     with s3server.running(work / "s3") as server:
         opts = server.storage_options()
         fsspec.filesystem("s3", **opts).put(str(out), f"{server.bucket}/out", recursive=True)
@@ -197,14 +196,11 @@ def main() -> None:
                                "options": None if storage == "local" else slow,
                                "epochs": args.epochs}  # fmt: skip
                         before = proxy.requests
-                        result = epoch(cfg, work, server.process.pid)
-                        result[0]["requests"] = proxy.requests - before
+                        result = measure(cfg, work, server.process.pid)
+                        result["requests"] = proxy.requests - before
                         results.setdefault((case, storage), []).append(result)
                         log(f"round {r} {case} {storage}: {result}")
     report(args, cases, results)
-
-
-Results = dict[tuple[str, str], list[list[dict[str, Any]]]]
 
 
 def report(args: argparse.Namespace, cases: list[str], results: Results) -> None:
@@ -221,14 +217,18 @@ def report(args: argparse.Namespace, cases: list[str], results: Results) -> None
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for case in cases:
         local, s3 = results[(case, "local")], results[(case, "s3")]
-        rate_l, rate_s = (statistics.median(r[0]["clips"] / r[0]["seconds"] for r in v) for v in (local, s3))
+        rate_l, rate_s = (
+            statistics.median(_first(r)["clips"] / _first(r)["seconds"] for r in v) for v in (local, s3)
+        )
         pairs = list(zip(local, s3, strict=True))
-        whole = _median(a[0]["seconds"] / b[0]["seconds"] for a, b in pairs)
-        steady = _median(_after_first(a[0]) / _after_first(b[0]) for a, b in pairs)
-        later = _median(a[-1]["seconds"] / b[-1]["seconds"] for a, b in pairs) if args.epochs > 1 else "-"
-        per_clip = statistics.median(r[0]["requests"] / sum(e["clips"] for e in r) for r in s3)
-        first_l, first_s = (statistics.median(r[0]["first"] for r in v) for v in (local, s3))
-        again_l, again_s = (statistics.median(r[-1]["first"] for r in v) for v in (local, s3))
+        whole = _median(_first(a)["seconds"] / _first(b)["seconds"] for a, b in pairs)
+        steady = _median(_after_first(_first(a)) / _after_first(_first(b)) for a, b in pairs)
+        later = (
+            _median(_last(a)["seconds"] / _last(b)["seconds"] for a, b in pairs) if args.epochs > 1 else "-"
+        )
+        per_clip = statistics.median(r["requests"] / _clips(r) for r in s3)
+        first_l, first_s = (statistics.median(_first(r)["first"] for r in v) for v in (local, s3))
+        again_l, again_s = (statistics.median(_last(r)["first"] for r in v) for v in (local, s3))
         cpu_l, cpu_s = (_cpu_per_clip(v) for v in (local, s3))
         cpu = (
             f"{cpu_l['readers']:.0f} / {cpu_s['readers']:.0f} + {cpu_s['server']:.0f} + {cpu_s['proxy']:.0f}"
@@ -237,14 +237,26 @@ def report(args: argparse.Namespace, cases: list[str], results: Results) -> None
               f"{first_l:.2f} s / {first_s:.2f} s ({again_l:.2f} s / {again_s:.2f} s) | {cpu} |")  # fmt: skip
 
 
+def _first(process: dict[str, Any]) -> dict[str, Any]:
+    return process["epochs"][0]  # type: ignore[no-any-return]
+
+
+def _last(process: dict[str, Any]) -> dict[str, Any]:
+    return process["epochs"][-1]  # type: ignore[no-any-return]
+
+
+def _clips(process: dict[str, Any]) -> int:
+    return sum(e["clips"] for e in process["epochs"])
+
+
 def _median(values: Any) -> str:
     return f"{statistics.median(values):.2f}x"
 
 
-def _cpu_per_clip(rounds: list[list[dict[str, Any]]]) -> dict[str, float]:
-    """Median milliseconds of CPU per clip, by whose, over a process's epochs."""
+def _cpu_per_clip(processes: list[dict[str, Any]]) -> dict[str, float]:
+    """Median milliseconds of CPU per clip, by whose, over each process's epochs."""
     return {
-        who: statistics.median(r[0]["cpu"][who] * 1000 / sum(e["clips"] for e in r) for r in rounds)
+        who: statistics.median(r["cpu"][who] * 1000 / _clips(r) for r in processes)
         for who in ("readers", "server", "proxy")
     }
 

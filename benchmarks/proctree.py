@@ -27,6 +27,21 @@ class Measured:
     stderr: str
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far, its threads included."""
+    return _cpu(_stat(pid))
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime in clock ticks
+
+
 def _tree(root: int, cpu: dict[int, float]) -> tuple[int, int]:
     """(sum, largest) resident bytes over `root` and its descendants; their CPU seconds go into `cpu`.
 
@@ -38,14 +53,12 @@ def _tree(root: int, cpu: dict[int, float]) -> tuple[int, int]:
     while todo:
         pid = todo.pop()
         try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+            fields = _stat(pid)
             tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue  # the process ended while we looked
-        # fields[21]: rss in pages; fields[11], [12]: utime, stime in clock ticks
-        rss = int(fields[21]) * PAGE
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+        rss = int(fields[21]) * PAGE  # fields[21]: rss in pages
+        cpu[pid] = _cpu(fields)
         total, largest = total + rss, max(largest, rss)
         for tid in tasks:
             try:

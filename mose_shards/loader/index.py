@@ -243,7 +243,7 @@ def _ints(table: pa.Table, column: str) -> np.ndarray:
 def _hex_digests(column: pa.ChunkedArray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sha256 hex strings -> uint8 [n, 32] (zeros where null) and a presence flag."""
     values = column.take(_arrow_positions(order)).combine_chunks()
-    present = arrow_numpy(values.is_null().cast(pa.uint8())) == 0
+    present = ~arrow_numpy(values.is_null())
     raw = (values.fill_null("0" * 64) if values.null_count else values).cast(pa.binary())
     offsets = np.frombuffer(raw.buffers()[1], np.int32)[raw.offset : raw.offset + len(raw) + 1]
     if len(raw) and not np.all(np.diff(offsets) == 64):
