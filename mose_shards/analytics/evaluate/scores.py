@@ -10,8 +10,6 @@ import numpy as np
 from .metrics import DAVIS_2017, davis_statistics
 
 MOSE_KEYS = ("J", "F_new", "F", "J&F_new", "J&F", "disappear_J&F_new", "reappear_J&F_new")
-DAVIS_OBJECT_KEYS = ("J-Mean", "F-Mean", "J&F-Mean")
-DAVIS_SUMMARY_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 
 
 def segments(empty: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
