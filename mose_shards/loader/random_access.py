@@ -116,8 +116,11 @@ class FrameReader:
             found = self._indexes.setdefault(split, shared_index(store, self._doc, split, self.verify))
         return found
 
-    def _find(self, video_id: str, frame_index: int | None, split: str | None) -> tuple[SplitIndex, int]:
-        """(index, video position) of a video holding the frame (any frame when None)."""
+    def find(
+        self, video_id: str, frame_index: int | None = None, split: str | None = None
+    ) -> tuple[SplitIndex, int]:
+        """(index, video position) of the video in the first split, in name order, that holds it and
+        the frame (any frame when None); ConfigError naming what was not found where."""
         splits = manifest.select_splits(self.store, self._doc, [split] if split is not None else None)
         for name in sorted(splits):
             index = self.index(name)
@@ -126,11 +129,12 @@ class FrameReader:
             if video is not None and (frame_index is None or 0 <= frame_index < length):
                 return index, video
         what = f"frame {frame_index} of video" if frame_index is not None else "video"
-        raise ConfigError(f"{self.url}: no {what} {video_id!r} in {', '.join(splits)}")
+        many = "s" if len(splits) > 1 else ""
+        raise ConfigError(f"{self.url}: no {what} {video_id!r} in split{many} {', '.join(splits)}")
 
     def locate(self, video_id: str, frame_index: int, split: str | None = None) -> tuple[str, Row]:
         """(split, frames-table row) of a frame; ConfigError naming what was not found."""
-        index, video = self._find(video_id, frame_index, split)
+        index, video = self.find(video_id, frame_index, split)
         entry = index.video(video)
         out: Row = {
             "video_id": video_id,
@@ -166,7 +170,7 @@ class FrameReader:
         with `short_side`, image and mask are resized so that their shorter side is that size. The
         frames after it come in the same read, for the reads that follow (readahead.py)."""
         check_short_side(short_side)
-        index, video = self._find(video_id, frame_index, split)
+        index, video = self.find(video_id, frame_index, split)
         return _frame(index, video, frame_index, self.sample(index, video, frame_index), short_side)
 
     def read_clip(
@@ -178,7 +182,7 @@ class FrameReader:
         wanted = [int(f) for f in frames]
         if not wanted:
             return []
-        index, position = self._find(video, None, split)
+        index, position = self.find(video, None, split)
         entry = index.video(position)
         bad = [f for f in wanted if not 0 <= f < entry.num_frames]
         if bad:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..core import manifest
 from ..core.errors import ConfigError, MissingDependencyError
 from ..core.storage import StorageOptions
 from ..loader.decode import check_short_side
@@ -87,17 +86,6 @@ def parse_frames(text: str | None, count: int, video: str) -> range:
     return chosen
 
 
-def find_video(reader: FrameReader, video: str, split: str | None) -> SplitIndex:
-    """The index of the split holding video (the first split in name order without --split)."""
-    splits = manifest.select_splits(reader.store, reader.doc, [split] if split is not None else None)
-    for name in sorted(splits):
-        index = reader.index(name)
-        if index.position(video) is not None:
-            return index
-    many = "s" if len(splits) > 1 else ""
-    raise ConfigError(f"{reader.url}: no video {video!r} in split{many} {', '.join(splits)}")
-
-
 def render(
     reader: FrameReader,
     index: SplitIndex,
@@ -154,8 +142,8 @@ def show(
     if not Path(dest).resolve().parent.is_dir():
         raise ConfigError(f"{dest}: its folder does not exist")
     reader = FrameReader(output, storage_options)
-    table = find_video(reader, video, split)
-    chosen = parse_frames(frames, table.video(table.position(video)).num_frames, video)  # type: ignore[arg-type]
+    table, position = reader.find(video, None, split)
+    chosen = parse_frames(frames, table.video(position).num_frames, video)
     preds = PredictionReader(pred, storage_options) if pred is not None else None
     drawn, scores = render(reader, table, video, chosen, objects, preds, short_side)
     size = _write(kind, dest, drawn)
