@@ -41,8 +41,25 @@ def _denied_as_output_error(method: _F) -> _F:
 
 def url_to_fs(url: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> tuple[Any, str]:
     """The fsspec filesystem and the path inside it for a URL or a local path."""
-    fs, path = fsspec.core.url_to_fs(os.fspath(url), **dict(storage_options or {}))
+    text = os.fspath(url)
+    fs, path = fsspec.core.url_to_fs(text, **_fsspec_options(text, storage_options or {}))
     return fs, path
+
+
+def _fsspec_options(url: str, options: StorageOptions) -> dict[str, Any]:
+    """The options as given, plus, for s3://, HTTP sessions that share one TLS context per process
+    (tlscache.py) unless the options choose their own `http_session_cls`."""
+    out = dict(options)
+    config = dict(out.get("config_kwargs") or {})
+    if not url.startswith(("s3://", "s3a://")) or "http_session_cls" in config:
+        return out
+    try:
+        from .tlscache import SUPPORTED, SharedTLSSession
+    except ImportError:  # s3fs (and aiobotocore) not installed: fsspec names the missing package
+        return out
+    if SUPPORTED:
+        out["config_kwargs"] = {**config, "http_session_cls": SharedTLSSession}
+    return out
 
 
 def is_local(fs: Any) -> bool:
