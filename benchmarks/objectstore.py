@@ -7,7 +7,8 @@ side spends per clip.
 
 Cases: `sam2[@N]` is SAM 2's sampling (tests/sam2_like.py: RandomUniformSampler + VOSDataset's
 construct, 8-frame clips, <= 3 objects) over `ShardRawDataset(short_side=N)` in a DataLoader with 2
-workers; `clips[@N]` is `ClipDataset(clip_length=8, short_side=N)` in a `ClipLoader` with 1 worker.
+workers; `clips[@N]` is `ClipDataset(clip_length=8, short_side=N)` in a `ClipLoader` with 1 worker;
+a suffix `:W` sets W workers on both storages (`sam2@240:4`).
 Every measurement is a fresh process running `--epochs` epochs: the first timed from the dataset's
 construction (manifest and index reads included) to its last clip, the later ones from a new
 loader (new workers, as SAM 2's trainer makes one per epoch). Rounds interleave the cases and the
@@ -187,11 +188,13 @@ def main() -> None:
             slow = {**opts, "endpoint_url": f"http://127.0.0.1:{proxy.port}"}
             for r in range(args.rounds):
                 for case in cases:
-                    name, _, side = case.partition("@")
+                    spec, _, count = case.partition(":")
+                    name, _, side = spec.partition("@")
+                    workers = int(count) if count else 2 if name == "sam2" else 1
                     storages = ["local", "s3"] if r % 2 == 0 else ["s3", "local"]
                     for storage in storages:
                         cfg = {"case": name, "storage": storage, "short_side": int(side) if side else None,
-                               "workers": 2 if name == "sam2" else 1, "seed": r, "per_video": args.per_video,
+                               "workers": workers, "seed": r, "per_video": args.per_video,
                                "url": str(out) if storage == "local" else server.url("out"),
                                "options": None if storage == "local" else slow,
                                "epochs": args.epochs}  # fmt: skip

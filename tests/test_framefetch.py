@@ -12,7 +12,7 @@ from mose_shards import ClipDataset
 from mose_shards.core.errors import OutputError
 from mose_shards.loader import framefetch
 from mose_shards.loader.framefetch import PartialVideo, frame_spans
-from mose_shards.loader.stream import Reader
+from mose_shards.loader.stream import Reader, in_flight
 
 
 def test_spans_cover_the_frames_and_merge_small_gaps(converted: Path) -> None:
@@ -60,9 +60,9 @@ def test_a_member_that_was_not_read_is_an_error(converted: Path) -> None:
 def test_the_first_video_is_read_alone_then_the_next_ones_before_it_is_used(
     converted: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At the start only the first video's spans are requested; the next `prefetch` videos are
-    requested once they have arrived, before the first video is handed out (so they arrive while it
-    is decoded)."""
+    """At the start only the first video's spans are requested; once they have arrived, and before
+    the first video is handed out, the next video is requested (it arrives while the first is
+    decoded), then more with each video handed out, 1, 2, 4, ... up to `prefetch` in flight."""
     from concurrent.futures import ThreadPoolExecutor
 
     events: list[str] = []
@@ -90,6 +90,17 @@ def test_the_first_video_is_read_alone_then_the_next_ones_before_it_is_used(
     events.append("yielded")
     first, *others = [e.shard.path for e in entries]
     submits = [e for e in events if e.startswith("submit")]
-    assert submits == [f"submit {p}" for p in (first, *others)]  # then `prefetch` in flight
+    assert submits == [f"submit {first}", f"submit {others[0]}"]  # one read beside the first clip
     assert events.index(f"read {first}") < events.index(f"submit {others[0]}") < events.index("yielded")
-    assert [v.entry for v in stream] == entries[1:]
+    assert next(stream).entry is entries[1]
+    events.append("yielded second")
+    submits = [e for e in events if e.startswith("submit")]
+    assert submits == [f"submit {p}" for p in (first, *others)]  # then two in flight
+    assert events.index(f"submit {others[2]}") < events.index("yielded second")
+    assert [v.entry for v in stream] == entries[2:]
+
+
+def test_reads_in_flight_start_at_one_and_double_up_to_prefetch() -> None:
+    assert [in_flight(4, taken) for taken in range(6)] == [1, 1, 2, 4, 4, 4]
+    assert [in_flight(3, taken) for taken in range(5)] == [1, 1, 2, 3, 3]
+    assert in_flight(0, 5) == in_flight(1, 5) == 1

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..core.errors import OutputError
 from .index import IndexedVideo
-from .stream import FetchedVideo, Reader
+from .stream import FetchedVideo, Reader, in_flight
 
 GAP = 256 * 1024  # read through gaps up to this many bytes rather than issue another request
 COVER, COVER_LIMIT = 4, 32 << 20  # a clip is one read when its frames fill a quarter of it (clip_spans)
@@ -101,8 +101,8 @@ def stream_frames(
 ) -> Iterator[FetchedVideo]:  # fmt: skip
     """The given videos, in order, each holding at least the frames `wanted` of it; the spans of up
     to `prefetch` videos are read at once, in parallel. The first video is read alone (its clip
-    waits for nothing else), the next ones while it is decoded; `ready` is the first video already
-    read (priming.py)."""
+    waits for nothing else), the next ones while it is decoded, one and then more (`in_flight`);
+    `ready` is the first video already read (priming.py)."""
     depth = max(1, prefetch)
     pool = ThreadPoolExecutor(max_workers=depth * 2, thread_name_prefix="mose-shards-frames")
     pending: deque[tuple[IndexedVideo, int, list[tuple[int, Future[bytes]]]]] = deque()
@@ -114,10 +114,12 @@ def stream_frames(
         reads = [(s, pool.submit(reader.read, entry.shard, s, e - s)) for s, e in spans]
         pending.append((entry, min(positions), reads))
 
+    taken = 0
     try:
         if ready is not None and todo:
-            todo.popleft()  # read already: the next videos are requested while it is decoded
-            while todo and len(pending) < depth:
+            todo.popleft()  # read already: the next video is requested while it is decoded
+            taken += 1
+            while todo and len(pending) < in_flight(depth, taken):
                 submit()
             yield ready
         while todo or pending:
@@ -128,7 +130,8 @@ def stream_frames(
             for start, future in reads:
                 data = future.result()
                 parts.append((start, data))
-            while todo and len(pending) < depth:  # the next videos read while this one is decoded
+            taken += 1
+            while todo and len(pending) < in_flight(depth, taken):  # read while this one is decoded
                 submit()
             where = reader.where(entry.shard, parts[0][0], parts[-1][0] + len(parts[-1][1]) - parts[0][0])
             yield _checked(entry, first, PartialVideo(entry, parts, where, verify))

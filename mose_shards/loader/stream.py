@@ -133,10 +133,19 @@ def split_videos(run: Run, data: bytes, where: str, verify: bool = False) -> Ite
         yield samples
 
 
+def in_flight(prefetch: int, taken: int) -> int:
+    """How many reads to keep in flight once `taken` reads were handed out: 1, 2, 4, ... up to
+    `prefetch`. A slow start: a worker's first clip decodes beside one read, not `prefetch` of them,
+    whose client and server CPU (on object storage) would share its cores; the depth that hides
+    round trips is reached within a few videos."""
+    return max(1, min(prefetch, 1 << max(0, taken - 1)))
+
+
 def stream_videos(
     reader: Reader, entries: Sequence[IndexedVideo], prefetch: int = 4, verify: bool = False
 ) -> Iterator[FetchedVideo]:
-    """The given videos with their samples, in the given order; up to `prefetch` reads in flight."""
+    """The given videos with their samples, in the given order; up to `prefetch` reads in flight
+    (`in_flight`)."""
     todo = deque(runs(entries))
     if not todo:
         return
@@ -147,13 +156,15 @@ def stream_videos(
         run = todo.popleft()
         pending.append((run, pool.submit(reader.read, run.shard, run.start, run.end - run.start)))
 
+    taken = 0
     try:
         while todo or pending:
             if not pending:  # the start: the first read alone, so that it arrives soonest
                 submit()
             run, future = pending.popleft()
             data = future.result()
-            while todo and len(pending) < max(1, prefetch):  # the next reads while this one is used
+            taken += 1
+            while todo and len(pending) < in_flight(prefetch, taken):  # read while this one is used
                 submit()
             where = reader.where(run.shard, run.start, run.end - run.start)
             yield from split_videos(run, data, where, verify)
