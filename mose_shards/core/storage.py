@@ -46,12 +46,17 @@ def url_to_fs(url: str | os.PathLike[str], storage_options: StorageOptions | Non
     return fs, path
 
 
+def is_s3_url(url: str | os.PathLike[str]) -> bool:
+    """True for an s3:// (or s3a://) URL."""
+    return os.fspath(url).startswith(("s3://", "s3a://"))
+
+
 def _fsspec_options(url: str, options: StorageOptions) -> dict[str, Any]:
     """The options as given, plus, for s3://, HTTP sessions that share one TLS context per process
     (tlscache.py) unless the options choose their own `http_session_cls`."""
     out = dict(options)
     config = dict(out.get("config_kwargs") or {})
-    if not url.startswith(("s3://", "s3a://")) or "http_session_cls" in config:
+    if not is_s3_url(url) or "http_session_cls" in config:
         return out
     try:
         from .tlscache import SUPPORTED, SharedTLSSession
@@ -255,9 +260,9 @@ def probe(url: str | os.PathLike[str], storage_options: StorageOptions | None = 
     anything else (a missing key, a refused credential) is left to the reader, which says it better.
     """
     text = os.fspath(url)
-    if not text.startswith(("s3://", "s3a://")):
+    if not is_s3_url(text):
         return
-    options = dict(storage_options or {})
+    options = _fsspec_options(text, storage_options or {})  # its TLS context is then the readers'
     options["config_kwargs"] = {**dict(options.get("config_kwargs") or {}), **PROBE_CONFIG}
     try:
         fs, path = fsspec.core.url_to_fs(text, skip_instance_cache=True, **options)

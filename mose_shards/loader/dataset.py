@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..core.storage import StorageOptions, Store
+from ..core.storage import StorageOptions, Store, is_s3_url
 from .batches import collate_batch
 from .cache import DEFAULT_LIMIT, ShardCache
 from .decode import check_short_side, decode_frame_mask, decode_image, keep_objects
@@ -145,7 +145,7 @@ class ClipDataset(_torch_base()):  # type: ignore[misc]
         self._pass_start = 0
         self._readers: tuple[int, Reader, list[Store]] | None = None  # (pid, reader, its stores)
         self._primed: dict[int, Primed] | None = None  # workers' first videos, read here (priming.py)
-        if any(str(o.root).startswith(("s3://", "s3a://")) for o in self.opened):
+        if any(is_s3_url(o.root) for o in self.opened):
             self._warm()
 
     @property
